@@ -1,0 +1,68 @@
+// daemon/commands_common.cpp — commands every endpoint has: introspection
+// and host facts.
+#include "daemon/daemon.h"
+#include "daemon/dispatcher.h"
+#include "daemon/vm.h"
+#include "devices/machine.h"
+
+namespace emu::daemon {
+
+using nlohmann::json;
+
+void register_common_commands(Dispatcher& d)
+{
+    d.add("query-version", [](Context& ctx, const json&) -> qmp::Result<json> {
+        return ctx.daemon.dispatcher().schema().version();
+    });
+    d.add("query-commands", [](Context& ctx, const json&) -> qmp::Result<json> {
+        json list = json::array();
+        for (auto* c : ctx.daemon.dispatcher().schema().commands(ctx.scope))
+            list.push_back({{"name", c->name}});
+        return list;
+    });
+    d.add("query-events", [](Context& ctx, const json&) -> qmp::Result<json> {
+        json list = json::array();
+        for (auto* e : ctx.daemon.dispatcher().schema().events(ctx.scope))
+            list.push_back({{"name", e->name}});
+        return list;
+    });
+    d.add("query-qmp-schema", [](Context& ctx, const json&) -> qmp::Result<json> {
+        return ctx.daemon.dispatcher().schema().introspect(ctx.scope);
+    });
+    d.add("query-kvm", [](Context& ctx, const json&) -> qmp::Result<json> {
+        bool enabled = ctx.vm && ctx.vm->kvm_enabled();
+        return json{{"enabled", enabled}, {"present", ctx.daemon.kvm().present}};
+    });
+    d.add("query-target", [](Context&, const json&) -> qmp::Result<json> { return json{{"arch", "x86_64"}}; });
+    d.add("query-machines", [](Context&, const json&) -> qmp::Result<json> {
+        json list = json::array();
+        for (auto& mc : devices::machine_classes()) {
+            json m = {{"name", mc.name},
+                      {"cpu-max", mc.max_cpus},
+                      {"hotpluggable-cpus", mc.hotpluggable_cpus},
+                      {"numa-mem-supported", false},
+                      {"deprecated", false},
+                      {"default-ram-id", "ram"},
+                      {"acpi", mc.acpi}};
+            if (!mc.alias.empty())
+                m["alias"] = mc.alias;
+            if (mc.is_default)
+                m["is-default"] = true;
+            if (!mc.default_cpu_type.empty())
+                m["default-cpu-type"] = mc.default_cpu_type;
+            list.push_back(m);
+        }
+        return list;
+    });
+    d.add("quit", [](Context& ctx, const json&) -> qmp::Result<json> {
+        if (ctx.vm) {
+            ctx.vm->quit(devices::ShutdownCause::HostQmpQuit, false);
+        } else {
+            Daemon& daemon = ctx.daemon;
+            daemon.loop().post([&daemon] { daemon.shutdown(devices::ShutdownCause::HostQmpQuit); });
+        }
+        return json::object();
+    });
+}
+
+} // namespace emu::daemon

@@ -1,0 +1,301 @@
+#include "daemon/vm.h"
+
+#include "common/log.h"
+#include "daemon/daemon.h"
+#include "daemon/sessions.h"
+#include "daemon/stream.h"
+
+#include <cerrno>
+#include <cstring>
+#include <sys/stat.h>
+#include <unistd.h>
+
+namespace emu::daemon {
+
+using nlohmann::json;
+using devices::ShutdownCause;
+
+const char* run_state_name(RunState state)
+{
+    static const char* const names[] = {"debug",     "inmigrate",      "internal-error", "io-error",
+                                        "paused",    "postmigrate",    "prelaunch",      "finish-migrate",
+                                        "restore-vm", "running",       "save-vm",        "shutdown",
+                                        "suspended", "watchdog",       "guest-panicked", "colo"};
+    return names[static_cast<int>(state)];
+}
+
+qmp::Result<std::unique_ptr<Vm>> Vm::create(Daemon& daemon, VmSpec spec)
+{
+    std::unique_ptr<Vm> vm(new Vm(daemon, std::move(spec)));
+    const devices::MachineClass* mc = devices::find_machine_class(vm->m_spec.machine.type);
+    auto machine = mc->create(vm->m_spec.machine, *vm);
+    if (!machine)
+        return qmp::fail("VM '" + vm->name() + "': " + machine.error());
+    vm->m_machine = std::move(*machine);
+    if (auto ok = vm->open_endpoints(); !ok) {
+        vm->close();
+        return std::unexpected(ok.error());
+    }
+    log_info("{}: created (machine {}, accel {}, {} MiB)", vm->name(), vm->m_spec.machine.type,
+             vm->m_spec.machine.accel, vm->m_spec.machine.ram_size >> 20);
+    return vm;
+}
+
+Vm::~Vm() { close(); }
+
+qmp::Result<void> Vm::open_endpoints()
+{
+    m_dir = m_daemon.options().state_dir + "/vms/" + name();
+    std::string parent = m_daemon.options().state_dir + "/vms";
+    mkdir(parent.c_str(), 0700);
+    if (mkdir(m_dir.c_str(), 0700) != 0 && errno != EEXIST)
+        return qmp::fail("VM '" + name() + "': cannot create " + m_dir + ": " + strerror(errno));
+    if (auto ok = open_endpoint("unix:" + m_dir + "/qmp.sock", "qmp", false, false); !ok)
+        return ok;
+    if (auto ok = open_endpoint("unix:" + m_dir + "/hmp.sock", "hmp", false, false); !ok)
+        return ok;
+    bool has_console = false;
+    for (auto& c : m_spec.chardevs)
+        has_console |= c.backend == "console";
+    if (has_console)
+        if (auto ok = open_endpoint("unix:" + m_dir + "/console.sock", "console", false, false); !ok)
+            return ok;
+    for (auto& mon : m_spec.monitors) {
+        for (auto& c : m_spec.chardevs) {
+            if (c.id != mon.chardev || c.backend != "socket")
+                continue;
+            if (auto ok = open_endpoint(c.address, mon.control ? "qmp" : "hmp", mon.pretty, c.wait); !ok)
+                return ok;
+        }
+    }
+    return {};
+}
+
+qmp::Result<void> Vm::open_endpoint(const std::string& address, const std::string& protocol, bool pretty, bool wait)
+{
+    Daemon& daemon = m_daemon;
+    Listener::Factory factory;
+    if (protocol == "qmp")
+        factory = [this, &daemon, pretty]() -> Peer* { return new QmpSession(daemon, this, pretty); };
+    else if (protocol == "hmp")
+        factory = [this, &daemon]() -> Peer* { return new HmpSession(daemon, this); };
+    else
+        factory = [this]() -> Peer* { return new ConsoleSession(this); };
+    auto listener = Listener::open(daemon.loop(), address, std::move(factory), name() + " " + protocol);
+    if (!listener)
+        return qmp::fail("VM '" + name() + "': " + listener.error());
+    m_listeners.push_back(*listener);
+    m_endpoints.push_back({{"protocol", protocol}, {"address", (*listener)->address()}});
+    if (wait) {
+        // Like QEMU's server sockets with wait=on: the VM does not run until a
+        // client is there to see it start.
+        m_waiting_for_clients++;
+        auto waiting = std::make_shared<bool>(true);
+        (*listener)->on_accept = [this, waiting](Peer&) {
+            if (*waiting) {
+                *waiting = false;
+                client_arrived();
+            }
+        };
+        log_info("{}: waiting for a client on {} before starting", name(), (*listener)->address());
+    }
+    return {};
+}
+
+void Vm::client_arrived()
+{
+    if (--m_waiting_for_clients == 0 && m_start_requested && m_state == RunState::Prelaunch)
+        start();
+}
+
+void Vm::close()
+{
+    if (m_closed)
+        return;
+    m_closed = true;
+    if (m_machine)
+        m_machine->pause();
+    for (Listener* l : m_listeners)
+        l->close();
+    m_listeners.clear();
+    m_machine.reset();
+    if (!m_dir.empty())
+        rmdir(m_dir.c_str());
+}
+
+json Vm::summary() const
+{
+    json s = {{"name", name()},
+              {"uuid", uuid()},
+              {"status", run_state_name(m_state)},
+              {"running", m_state == RunState::Running},
+              {"machine", m_spec.machine.type},
+              {"cpus", m_spec.machine.cpus},
+              {"memory", m_spec.machine.ram_size},
+              {"endpoints", m_endpoints}};
+    if (m_state == RunState::InternalError)
+        s["error"] = m_error;
+    return s;
+}
+
+void Vm::set_state(RunState state, const std::string& reason)
+{
+    if (state == m_state)
+        return;
+    m_state = state;
+    json data = {{"name", name()}, {"status", run_state_name(state)}};
+    if (!reason.empty())
+        data["reason"] = reason;
+    m_daemon.events().emit("__org.emud_VM_STATE_CHANGED", data);
+}
+
+void Vm::start()
+{
+    m_start_requested = true;
+    if (m_waiting_for_clients > 0 || m_state != RunState::Prelaunch)
+        return;
+    m_machine->resume();
+    set_state(RunState::Running);
+    m_events.emit("RESUME");
+}
+
+qmp::Result<void> Vm::stop()
+{
+    if (m_state == RunState::Running) {
+        m_machine->pause();
+        set_state(RunState::Paused);
+        m_events.emit("STOP");
+    } else if (m_state == RunState::Prelaunch) {
+        // Not running: no event, as QEMU; 'cont' will start it.
+        m_start_requested = false;
+        set_state(RunState::Paused);
+    }
+    return {};
+}
+
+qmp::Result<void> Vm::cont()
+{
+    if (m_state == RunState::InternalError || m_state == RunState::Shutdown || m_state == RunState::GuestPanicked)
+        return qmp::fail("Resetting the Virtual Machine is required");
+    if (m_state == RunState::Running)
+        return {};
+    if (m_state == RunState::Prelaunch && m_waiting_for_clients > 0) {
+        m_start_requested = true;
+        return {};
+    }
+    m_machine->resume();
+    set_state(RunState::Running);
+    m_events.emit("RESUME");
+    return {};
+}
+
+void Vm::system_reset(ShutdownCause cause, bool guest)
+{
+    m_machine->reset();
+    m_events.emit("RESET", {{"guest", guest}, {"reason", devices::shutdown_cause_name(cause)}});
+    // A reset leaves states that needed one (shutdown, internal-error) paused,
+    // as QEMU does; 'cont' then runs the machine from its power-on state.
+    if (m_state == RunState::Shutdown || m_state == RunState::InternalError || m_state == RunState::GuestPanicked)
+        set_state(RunState::Paused);
+}
+
+void Vm::system_powerdown()
+{
+    m_events.emit("POWERDOWN");
+    m_machine->powerdown();
+}
+
+void Vm::quit(ShutdownCause cause, bool guest)
+{
+    if (m_quitting)
+        return;
+    m_quitting = true;
+    std::string vm_name = name();
+    Daemon& daemon = m_daemon;
+    // Deferred: the reply to the command that asked goes out before the event.
+    daemon.loop().post([&daemon, vm_name, cause, guest] {
+        Vm* vm = daemon.find_vm(vm_name);
+        if (!vm)
+            return;
+        vm->m_events.emit("SHUTDOWN", {{"guest", guest}, {"reason", devices::shutdown_cause_name(cause)}});
+        daemon.destroy_vm(vm_name, cause);
+    });
+}
+
+void Vm::fail(const std::string& reason)
+{
+    if (m_state == RunState::InternalError)
+        return;
+    log_error("{}: internal error: {}", name(), reason);
+    bool was_running = m_state == RunState::Running;
+    m_machine->pause();
+    m_error = reason;
+    set_state(RunState::InternalError, reason);
+    if (was_running)
+        m_events.emit("STOP");
+    m_events.emit("__org.emud_INTERNAL_ERROR", {{"reason", reason}});
+}
+
+void Vm::console_input(std::string_view bytes)
+{
+    // The serial ports arrive with the PC machine; machine 'none' has no
+    // device behind the console, so keys typed there go nowhere, as in QEMU.
+    (void)bytes;
+}
+
+void Vm::console_output(std::string_view bytes)
+{
+    for (ConsoleSession* s : m_console_clients)
+        s->send(bytes);
+}
+
+// --- MachineHost: may be called from a vCPU thread; hop to the loop. ------------
+
+void Vm::request_shutdown(ShutdownCause cause)
+{
+    std::string vm_name = name();
+    Daemon& daemon = m_daemon;
+    daemon.loop().post([&daemon, vm_name, cause] {
+        Vm* vm = daemon.find_vm(vm_name);
+        if (!vm || vm->m_quitting)
+            return;
+        if (vm->m_spec.no_shutdown) {
+            vm->m_events.emit("SHUTDOWN", {{"guest", true}, {"reason", devices::shutdown_cause_name(cause)}});
+            bool was_running = vm->m_state == RunState::Running;
+            vm->m_machine->pause();
+            vm->set_state(RunState::Shutdown);
+            if (was_running)
+                vm->m_events.emit("STOP");
+            return;
+        }
+        vm->quit(cause, true);
+    });
+}
+
+void Vm::request_reset(ShutdownCause cause)
+{
+    std::string vm_name = name();
+    Daemon& daemon = m_daemon;
+    daemon.loop().post([&daemon, vm_name, cause] {
+        Vm* vm = daemon.find_vm(vm_name);
+        if (!vm || vm->m_quitting)
+            return;
+        if (vm->m_spec.no_reboot) {
+            vm->quit(cause, true);
+            return;
+        }
+        vm->system_reset(cause, true);
+    });
+}
+
+void Vm::report_internal_error(const std::string& reason)
+{
+    std::string vm_name = name();
+    Daemon& daemon = m_daemon;
+    daemon.loop().post([&daemon, vm_name, reason] {
+        if (Vm* vm = daemon.find_vm(vm_name))
+            vm->fail(reason);
+    });
+}
+
+} // namespace emu::daemon

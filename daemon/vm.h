@@ -1,0 +1,93 @@
+// daemon/vm.h — one hosted VM: its run state, machine, endpoints and events.
+//
+// A Vm lives on the control thread. Its machine may run threads of its own
+// (vCPUs); they reach the VM only through MachineHost, which posts to the
+// loop. A failure inside the machine puts this VM in 'internal-error'; it
+// never reaches the daemon or the other VMs.
+#pragma once
+
+#include "daemon/events.h"
+#include "daemon/vm_config.h"
+#include "devices/machine.h"
+#include "protocol/qmp/error.h"
+
+#include <memory>
+#include <set>
+#include <string>
+
+namespace emu::daemon {
+
+class Daemon;
+class Listener;
+class ConsoleSession;
+
+enum class RunState { Debug, InMigrate, InternalError, IoError, Paused, PostMigrate, Prelaunch, FinishMigrate,
+                      RestoreVm, Running, SaveVm, Shutdown, Suspended, Watchdog, GuestPanicked, Colo };
+const char* run_state_name(RunState state);
+
+class Vm final : public devices::MachineHost {
+public:
+    // Builds the machine and opens the endpoints; the VM starts in 'prelaunch'.
+    static qmp::Result<std::unique_ptr<Vm>> create(Daemon& daemon, VmSpec spec);
+    ~Vm() override;
+
+    const std::string& name() const { return m_spec.name; }
+    const std::string& uuid() const { return m_spec.uuid; }
+    const nlohmann::json& config() const { return m_spec.config; }
+    RunState state() const { return m_state; }
+    bool kvm_enabled() const { return m_spec.machine.accel == "kvm"; }
+    EventHub& events() { return m_events; }
+    nlohmann::json summary() const;
+    std::vector<devices::CpuInfo> cpus() const { return m_machine->cpus(); }
+
+    // Actions, on the loop thread; each is one QMP command's behaviour.
+    // start() runs the VM as soon as the monitors that wait for a client have one.
+    void start();
+    qmp::Result<void> stop();
+    qmp::Result<void> cont();
+    void system_reset(devices::ShutdownCause cause, bool guest);
+    void system_powerdown();
+    // Ends the VM: SHUTDOWN event, then the daemon destroys it (deferred, so
+    // that the reply to the command that asked goes out first).
+    void quit(devices::ShutdownCause cause, bool guest);
+    // Puts the VM into 'internal-error' with an event.
+    void fail(const std::string& reason);
+    // Closes every endpoint; called by the daemon just before destruction.
+    void close();
+
+    // Console stream (the 'console' chardev backend).
+    void console_attach(ConsoleSession* s) { m_console_clients.insert(s); }
+    void console_detach(ConsoleSession* s) { m_console_clients.erase(s); }
+    void console_input(std::string_view bytes);
+    void console_output(std::string_view bytes);
+
+    // MachineHost, callable from any thread.
+    void request_shutdown(devices::ShutdownCause cause) override;
+    void request_reset(devices::ShutdownCause cause) override;
+    void report_internal_error(const std::string& reason) override;
+
+private:
+    Vm(Daemon& daemon, VmSpec spec) : m_daemon(daemon), m_spec(std::move(spec)) {}
+    qmp::Result<void> open_endpoints();
+    qmp::Result<void> open_endpoint(const std::string& address, const std::string& protocol, bool pretty,
+                                    bool wait);
+    void set_state(RunState state, const std::string& reason = {});
+    void client_arrived();
+
+    Daemon& m_daemon;
+    VmSpec m_spec;
+    std::unique_ptr<devices::Machine> m_machine;
+    RunState m_state = RunState::Prelaunch;
+    std::string m_error;
+    std::string m_dir;
+    EventHub m_events;
+    std::vector<Listener*> m_listeners;
+    std::vector<nlohmann::json> m_endpoints; // VmEndpoint documents
+    std::set<ConsoleSession*> m_console_clients;
+    int m_waiting_for_clients = 0; // wait=on server monitors still without a client
+    bool m_start_requested = false;
+    bool m_quitting = false;
+    bool m_closed = false;
+};
+
+} // namespace emu::daemon

@@ -1,0 +1,54 @@
+// daemon/vm_config.h — from a VmConfig document (schema-checked JSON) to
+// the typed specification a VM is built from. Everything a VM cannot do yet
+// is refused here, with an error naming the section and the cause.
+#pragma once
+
+#include "devices/machine.h"
+#include "engine/kvm/probe.h"
+#include "protocol/qmp/error.h"
+
+#include <map>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+namespace emu::daemon {
+
+struct ChardevSpec {
+    std::string id;
+    std::string backend; // console, null, socket
+    std::map<std::string, std::string> props;
+    // socket backend
+    std::string address; // unix:PATH or tcp:HOST:PORT
+    bool wait = false;   // server waits for a client before the VM starts
+    bool mux = false;
+};
+
+struct MonitorSpec {
+    std::string chardev;
+    bool control = false; // QMP; else HMP (readline)
+    bool pretty = false;
+};
+
+struct VmSpec {
+    nlohmann::json config; // the document as given, with the generated name filled in
+    std::string name;
+    std::string uuid;
+    devices::MachineConfig machine;
+    bool start_paused = false;
+    bool no_reboot = false;
+    bool no_shutdown = false;
+    std::vector<ChardevSpec> chardevs;
+    std::vector<std::string> serials;
+    std::vector<MonitorSpec> monitors;
+};
+
+// 'name_in_use' tells whether a VM name is taken; 'fallback_name' is used
+// when the config names none.
+qmp::Result<VmSpec> parse_vm_config(const nlohmann::json& config, const kvm::ProbeResult& kvm,
+                                    const std::function<bool(const std::string&)>& name_in_use,
+                                    const std::string& fallback_name);
+
+bool valid_vm_name(const std::string& name);
+
+} // namespace emu::daemon

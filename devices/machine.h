@@ -1,0 +1,82 @@
+// devices/machine.h — machine types and the interface a running machine
+// offers to the VM that hosts it.
+//
+// The daemon knows machines only through this header: it creates one from a
+// MachineConfig, drives it with start/pause/reset/powerdown, and receives
+// guest-initiated requests through MachineHost.
+#pragma once
+
+#include <cstdint>
+#include <expected>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace emu::devices {
+
+// Why a machine asks to be shut down or reset (QMP ShutdownCause).
+enum class ShutdownCause { None, HostError, HostQmpQuit, HostQmpSystemReset, HostSignal, HostUi,
+                           GuestShutdown, GuestReset, GuestPanic, SubsystemReset, SnapshotLoad };
+const char* shutdown_cause_name(ShutdownCause cause);
+
+// Implemented by the VM; may be called from any of the machine's threads.
+class MachineHost {
+public:
+    virtual ~MachineHost() = default;
+    virtual void request_shutdown(ShutdownCause cause) = 0;
+    virtual void request_reset(ShutdownCause cause) = 0;
+    // The machine cannot go on (an emulation failure, a broken invariant in
+    // guest-reachable state): the VM stops in 'internal-error'.
+    virtual void report_internal_error(const std::string& reason) = 0;
+};
+
+struct MachineConfig {
+    std::string type;
+    std::map<std::string, std::string> props;
+    std::string accel;   // "tcg" or "kvm", already chosen
+    std::string cpu_model;
+    int cpus = 1;
+    uint64_t ram_size = 128ull << 20;
+    std::string kernel, initrd, append;
+};
+
+struct CpuInfo {
+    int index = 0;
+    int64_t thread_id = 0; // host tid of the vCPU thread
+    std::string qom_path;
+    int socket_id = 0, core_id = 0, thread_index = 0;
+};
+
+class Machine {
+public:
+    virtual ~Machine() = default;
+    // Starts or resumes the vCPUs.
+    virtual void resume() = 0;
+    // Stops the vCPUs; returns once none runs guest code.
+    virtual void pause() = 0;
+    // Resets every device and vCPU to its power-on state.
+    virtual void reset() = 0;
+    // Presses the ACPI power button (the guest decides what to do).
+    virtual void powerdown() = 0;
+    virtual std::vector<CpuInfo> cpus() const = 0;
+};
+
+struct MachineClass {
+    std::string name;
+    std::string alias;
+    std::string description;
+    int max_cpus = 1;
+    bool is_default = false;
+    bool hotpluggable_cpus = false;
+    bool acpi = false;
+    std::string default_cpu_type;
+    std::function<std::expected<std::unique_ptr<Machine>, std::string>(const MachineConfig&, MachineHost&)> create;
+};
+
+// Every machine type, in the order -machine help lists them.
+const std::vector<MachineClass>& machine_classes();
+const MachineClass* find_machine_class(const std::string& name_or_alias);
+
+} // namespace emu::devices

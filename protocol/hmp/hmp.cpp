@@ -1,0 +1,183 @@
+#include "protocol/hmp/hmp.h"
+
+#include <sstream>
+
+namespace emu::hmp {
+
+namespace {
+
+std::string format_status(const json& v)
+{
+    std::string out = "VM status: ";
+    out += v.value("running", false) ? "running" : "paused";
+    if (v.value("singlestep", false))
+        out += " (single step mode)";
+    std::string status = v.value("status", "");
+    if (!v.value("running", false) && status != "paused")
+        out += " (" + status + ")";
+    return out + "\n";
+}
+
+std::string format_version(const json& v)
+{
+    auto& q = v["qemu"];
+    return std::to_string(q.value("major", 0)) + "." + std::to_string(q.value("minor", 0)) + "." +
+           std::to_string(q.value("micro", 0)) + " (" + v.value("package", "") + ")\n";
+}
+
+std::string format_name(const json& v) { return v.contains("name") ? v["name"].get<std::string>() + "\n" : ""; }
+
+std::string format_uuid(const json& v) { return v.value("UUID", "") + "\n"; }
+
+std::string format_kvm(const json& v)
+{
+    if (!v.value("present", false))
+        return "kvm support: not available\n";
+    return std::string("kvm support: ") + (v.value("enabled", false) ? "enabled" : "disabled") + "\n";
+}
+
+std::string format_cpus(const json& v)
+{
+    std::string out;
+    bool first = true;
+    for (auto& cpu : v) {
+        out += std::string(first ? "*" : " ") + " CPU #" + std::to_string(cpu.value("cpu-index", 0)) +
+               ": thread_id=" + std::to_string(cpu.value("thread-id", 0)) + "\n";
+        first = false;
+    }
+    return out;
+}
+
+std::string format_machines(const json& v)
+{
+    std::string out = "Supported machines are:\n";
+    for (auto& m : v) {
+        std::string name = m.value("name", "");
+        out += name + std::string(name.size() < 20 ? 20 - name.size() : 1, ' ') +
+               (m.value("is-default", false) ? " (default)" : "") + "\n";
+    }
+    return out;
+}
+
+
+const std::vector<Command> k_commands = {
+    {"help", "?", "[cmd]", "show the help", "", nullptr, nullptr},
+    {"info", "", "[subcommand]", "show various information about the system state", "", nullptr, nullptr},
+    {"stop", "s", "", "stop emulation", "stop", nullptr, nullptr},
+    {"cont", "c", "", "resume emulation", "cont", nullptr, nullptr},
+    {"system_reset", "", "", "reset the system", "system_reset", nullptr, nullptr},
+    {"system_powerdown", "", "", "send system power down event", "system_powerdown", nullptr, nullptr},
+    {"quit", "q", "", "quit the emulator", "quit", nullptr, nullptr},
+};
+
+const std::vector<Command> k_info = {
+    {"status", "", "", "show the current VM status (running|paused)", "query-status", nullptr, format_status},
+    {"version", "", "", "show the version of QEMU", "query-version", nullptr, format_version},
+    {"name", "", "", "show the current VM name", "query-name", nullptr, format_name},
+    {"uuid", "", "", "show the current VM UUID", "query-uuid", nullptr, format_uuid},
+    {"kvm", "", "", "show KVM information", "query-kvm", nullptr, format_kvm},
+    {"cpus", "", "", "show information about active cpus", "query-cpus-fast", nullptr, format_cpus},
+    {"machines", "", "", "show the supported machine types", "query-machines", nullptr, format_machines},
+};
+
+std::vector<std::string> split_words(std::string_view line)
+{
+    std::vector<std::string> words;
+    std::istringstream in{std::string(line)};
+    std::string w;
+    while (in >> w)
+        words.push_back(w);
+    return words;
+}
+
+const Command* find(const std::vector<Command>& table, std::string_view name)
+{
+    for (auto& c : table) {
+        if (c.name == name)
+            return &c;
+        if (!c.aliases.empty()) {
+            std::string_view aliases = c.aliases;
+            size_t pos = 0;
+            while (pos <= aliases.size()) {
+                size_t bar = aliases.find('|', pos);
+                if (aliases.substr(pos, bar - pos) == name)
+                    return &c;
+                if (bar == std::string_view::npos)
+                    break;
+                pos = bar + 1;
+            }
+        }
+    }
+    return nullptr;
+}
+
+std::string help_line(const Command& c, std::string_view prefix)
+{
+    std::string out(prefix);
+    out += c.name;
+    if (!c.aliases.empty())
+        out += "|" + std::string(c.aliases);
+    if (!c.params.empty())
+        out += " " + std::string(c.params);
+    return out + " -- " + std::string(c.help) + "\n";
+}
+
+std::string help_text(const std::vector<std::string>& words)
+{
+    std::string out;
+    bool info_only = words.size() > 1 && words[1] == "info";
+    if (!info_only)
+        for (auto& c : k_commands) {
+            if (words.size() > 1 && c.name != words[1] && !find({c}, words[1]))
+                continue;
+            out += help_line(c, "");
+        }
+    if (words.size() == 1 || info_only)
+        for (auto& c : k_info)
+            out += help_line(c, "info ");
+    return out;
+}
+
+std::string call(const Command& c, const std::vector<std::string>& words, const Executor& execute)
+{
+    json args = c.arguments ? c.arguments(words) : json::object();
+    auto result = execute(std::string(c.qmp), args);
+    if (!result)
+        return "Error: " + result.error().desc + "\n";
+    return c.format ? c.format(*result) : std::string();
+}
+
+} // namespace
+
+const std::vector<Command>& commands() { return k_commands; }
+const std::vector<Command>& info_commands() { return k_info; }
+
+std::string run(std::string_view line, const Executor& execute)
+{
+    auto words = split_words(line);
+    if (words.empty())
+        return {};
+    const Command* c = find(k_commands, words[0]);
+    if (!c)
+        return "unknown command: '" + words[0] + "'\n";
+    if (c->name == "help")
+        return help_text(words);
+    if (c->name == "info") {
+        if (words.size() < 2)
+            return help_text({"help", "info"});
+        const Command* sub = find(k_info, words[1]);
+        if (!sub)
+            return "unknown command: 'info " + words[1] + "'\n";
+        return call(*sub, words, execute);
+    }
+    return call(*c, words, execute);
+}
+
+std::string banner(const json& version)
+{
+    auto& q = version["qemu"];
+    return "QEMU " + std::to_string(q.value("major", 0)) + "." + std::to_string(q.value("minor", 0)) + "." +
+           std::to_string(q.value("micro", 0)) + " monitor - type 'help' for more information\n";
+}
+
+} // namespace emu::hmp

@@ -1,0 +1,35 @@
+#!/bin/bash
+# scripts/check-layers.sh [SOURCE_DIR] — enforces the layer rule of
+# docs/architecture.md on #include lines: dependencies point downward only.
+#   common   -> (nothing in-repo)
+#   engine   -> common
+#   storage  -> common
+#   protocol -> common
+#   devices  -> engine, storage, common
+#   daemon   -> protocol, devices, storage, engine, common
+#   clients  -> protocol, storage, common (never daemon/, devices/, engine/)
+set -u
+cd "${1:-$(dirname "$0")/..}" || exit 2
+status=0
+check() {
+    local layer=$1 allowed=$2
+    [ -d "$layer" ] || return 0
+    while IFS= read -r line; do
+        file=${line%%:*}
+        target=$(sed -E 's/.*#include *"([a-z_]+)\/.*/\1/' <<<"${line#*:}")
+        case " $allowed $layer " in
+            *" $target "*) ;;
+            *) echo "layer violation: $file includes $target/ ($layer may use: ${allowed:-nothing})"; status=1 ;;
+        esac
+    done < <(grep -rnE '^#include *"[a-z_]+/' "$layer" --include='*.h' --include='*.cpp' --include='*.inc' | \
+             grep -E '"(common|engine|storage|protocol|devices|daemon|clients)/' | sed -E 's/^([^:]+):[0-9]+:/\1:/')
+}
+check common ""
+check engine "common"
+check storage "common"
+check protocol "common"
+check devices "engine storage common"
+check daemon "protocol devices storage engine common"
+check clients "protocol storage common"
+[ $status = 0 ] && echo "layers: ok"
+exit $status

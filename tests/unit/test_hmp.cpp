@@ -1,0 +1,34 @@
+// Unit tests: the human monitor over a fake QMP executor (protocol/hmp).
+#include "protocol/hmp/hmp.h"
+
+#include <doctest/doctest.h>
+
+using namespace emu;
+using json = nlohmann::json;
+
+TEST_CASE("HMP commands call their QMP twins and format the result")
+{
+    std::vector<std::string> called;
+    hmp::Executor exec = [&](const std::string& cmd, const json&) -> qmp::Result<json> {
+        called.push_back(cmd);
+        if (cmd == "query-status")
+            return json{{"running", false}, {"singlestep", false}, {"status", "prelaunch"}};
+        if (cmd == "query-cpus-fast")
+            return json::array({{{"cpu-index", 0}, {"thread-id", 11}}, {{"cpu-index", 1}, {"thread-id", 12}}});
+        if (cmd == "cont")
+            return qmp::fail("Resetting the Virtual Machine is required");
+        return json::object();
+    };
+    CHECK(hmp::run("info status", exec) == "VM status: paused (prelaunch)\n");
+    CHECK(hmp::run("  info   cpus ", exec) == "* CPU #0: thread_id=11\n  CPU #1: thread_id=12\n");
+    CHECK(hmp::run("c", exec) == "Error: Resetting the Virtual Machine is required\n");
+    CHECK(hmp::run("stop", exec) == "");
+    CHECK(hmp::run("q", exec) == "");
+    CHECK(called == std::vector<std::string>{"query-status", "query-cpus-fast", "cont", "stop", "quit"});
+    CHECK(hmp::run("bogus", exec) == "unknown command: 'bogus'\n");
+    CHECK(hmp::run("info bogus", exec) == "unknown command: 'info bogus'\n");
+    CHECK(hmp::run("", exec) == "");
+    CHECK(hmp::run("help", exec).find("system_powerdown") != std::string::npos);
+    CHECK(hmp::run("help info", exec).find("info status") != std::string::npos);
+    CHECK(hmp::run("help stop", exec) == "stop|s -- stop emulation\n");
+}

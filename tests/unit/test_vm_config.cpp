@@ -1,0 +1,119 @@
+// Unit tests: VM config documents to VM specs (daemon/vm_config).
+#include "daemon/vm_config.h"
+
+#include <doctest/doctest.h>
+
+using namespace emu;
+using json = nlohmann::json;
+
+namespace {
+kvm::ProbeResult no_kvm{false, "/dev/kvm: No such file or directory"};
+kvm::ProbeResult with_kvm{true, ""};
+
+qmp::Result<daemon::VmSpec> parse(const json& config, const kvm::ProbeResult& kvm = no_kvm)
+{
+    return daemon::parse_vm_config(config, kvm, [](const std::string& n) { return n == "taken"; }, "vm0");
+}
+
+std::string error_of(const json& config, const kvm::ProbeResult& kvm = no_kvm)
+{
+    auto r = parse(config, kvm);
+    return r ? std::string() : r.error().desc;
+}
+} // namespace
+
+TEST_CASE("defaults")
+{
+    auto spec = parse(json::object());
+    REQUIRE(spec);
+    CHECK(spec->name == "vm0");
+    CHECK(spec->config["name"] == "vm0");
+    CHECK(spec->uuid == "00000000-0000-0000-0000-000000000000");
+    CHECK(spec->machine.type == "none");
+    CHECK(spec->machine.accel == "tcg");
+    CHECK(spec->machine.cpus == 1);
+    CHECK(spec->machine.ram_size == 128ull << 20);
+    CHECK_FALSE(spec->start_paused);
+}
+
+TEST_CASE("names")
+{
+    CHECK(daemon::valid_vm_name("web-1.prod_2"));
+    CHECK_FALSE(daemon::valid_vm_name(""));
+    CHECK_FALSE(daemon::valid_vm_name("-x"));
+    CHECK_FALSE(daemon::valid_vm_name("a/b"));
+    CHECK_FALSE(daemon::valid_vm_name("../x"));
+    CHECK_FALSE(daemon::valid_vm_name(std::string(65, 'a')));
+    CHECK(error_of(json({{"name", "taken"}})) == "a VM named 'taken' already exists");
+}
+
+TEST_CASE("accelerator choice and fallback")
+{
+    auto kvm_only = json::parse(R"({"accel": [{"type": "kvm"}]})");
+    auto kvm_tcg = json::parse(R"({"accel": [{"type": "kvm"}, {"type": "tcg"}]})");
+    CHECK(error_of(kvm_only).find("/dev/kvm") != std::string::npos);
+    CHECK(parse(kvm_only).error().cls == qmp::ErrorClass::KVMMissingCap);
+    auto fallback = parse(kvm_tcg);
+    REQUIRE(fallback.has_value());
+    CHECK(fallback->machine.accel == "tcg");
+    CHECK(parse(kvm_tcg, with_kvm)->machine.accel == "kvm");
+    CHECK(error_of(json::parse(R"({"accel": [{"type": "tcg", "props": {"thread": "many"}}]})")).find("thread") !=
+          std::string::npos);
+    CHECK(error_of(json::parse(R"({"accel": [{"type": "whpx"}]})")) == "invalid accelerator whpx");
+    CHECK(error_of(json::parse(R"({"cpu": {"model": "host"}})")) == "CPU model 'host' requires KVM");
+}
+
+TEST_CASE("topology and memory limits")
+{
+    CHECK(error_of(json({{"smp", {{"cpus", 2}}}})) == "Invalid SMP CPUs 2. The max CPUs supported by machine 'none' is 1");
+    CHECK(error_of(json({{"smp", {{"cpus", 0}}}})) == "smp: cpus must be at least 1");
+    CHECK(error_of(json({{"smp", {{"cpus", 1}, {"maxcpus", 0}}}})).find("maxcpus") != std::string::npos);
+    CHECK(error_of(json({{"memory", {{"size", 1000}}}})).find("below the minimum") != std::string::npos);
+    CHECK(error_of(json({{"memory", {{"size", uint64_t(1) << 41}}}})).find("above the maximum") != std::string::npos);
+    auto spec = parse({{"memory", {{"size", (512u << 20) + 1}}}});
+    CHECK(spec->machine.ram_size == (512u << 20) + 4096);
+}
+
+TEST_CASE("chardevs and monitors")
+{
+    auto spec = parse(json::parse(R"({
+        "chardevs": [
+            {"id": "con", "backend": "console", "props": {"mux": "on"}},
+            {"id": "q", "backend": "socket", "props": {"path": "/tmp/q.sock", "server": "on", "wait": "off"}},
+            {"id": "t", "backend": "socket", "props": {"host": "127.0.0.1", "port": "0", "server": true}}],
+        "serials": ["con"],
+        "monitors": [{"chardev": "con"}, {"chardev": "q", "mode": "control"}]})"));
+    REQUIRE_MESSAGE(spec.has_value(), (spec ? std::string() : spec.error().desc));
+    CHECK(spec->chardevs[1].address == "unix:/tmp/q.sock");
+    CHECK_FALSE(spec->chardevs[1].wait);
+    CHECK(spec->chardevs[2].address == "tcp:127.0.0.1:0");
+    CHECK(spec->chardevs[2].wait); // QEMU's default for servers
+    CHECK(spec->monitors[1].control);
+
+    auto err = [](const char* text) { return error_of(json::parse(text)); };
+    CHECK(err(R"({"chardevs": [{"id": "c", "backend": "console"}], "serials": ["c"],
+                  "monitors": [{"chardev": "c"}]})")
+              .find("mux=on") != std::string::npos);
+    CHECK(err(R"({"chardevs": [{"id": "c", "backend": "socket", "props": {"path": "rel.sock", "server": "on"}}]})")
+              .find("absolute") != std::string::npos);
+    CHECK(err(R"({"chardevs": [{"id": "c", "backend": "socket", "props": {"path": "/x"}}]})").find("client-mode") !=
+          std::string::npos);
+    CHECK(err(R"({"chardevs": [{"id": "c", "backend": "file", "props": {"path": "/x"}}]})") ==
+          "chardev 'c': backend 'file' is not supported yet");
+    CHECK(err(R"({"chardevs": [{"id": "c", "backend": "warp"}]})") == "chardev 'c': backend 'warp' is unknown");
+    CHECK(err(R"({"chardevs": [{"id": "c", "backend": "null"}, {"id": "c", "backend": "null"}]})") ==
+          "chardev 'c' is defined twice");
+    CHECK(err(R"({"monitors": [{"chardev": "nope"}]})") == "monitor: chardev 'nope' is not defined");
+}
+
+TEST_CASE("sections without a subsystem yet are refused by name")
+{
+    auto err = [](const char* text) { return error_of(json::parse(text)); };
+    CHECK(err(R"({"drives": [{"file": "/x.img"}]})") == "drives: block devices are not supported yet");
+    CHECK(err(R"({"netdevs": [{"type": "user"}]})") == "netdevs: network backends are not supported yet");
+    CHECK(err(R"({"vnc": {"display": ":1"}})") == "vnc: the VNC server is not supported yet");
+    CHECK(err(R"({"devices": [{"driver": "e1000"}]})") == "device 'e1000' is not supported yet");
+    CHECK(err(R"({"drives": []})") == "");
+    // The kernel is the machine's business (machine 'none' refuses it when created).
+    CHECK(err(R"({"kernel": "/vmlinuz"})") == "");
+}

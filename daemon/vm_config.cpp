@@ -129,7 +129,8 @@ qmp::Result<ChardevSpec> parse_chardev(const json& c)
         return {};
     };
     if (spec.backend == "console") {
-        if (auto ok = check_keys({"mux"}); !ok)
+        // 'signal' is the terminal's business: emuctl reads it from the config.
+        if (auto ok = check_keys({"mux", "signal"}); !ok)
             return std::unexpected(ok.error());
         return spec;
     }

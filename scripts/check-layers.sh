@@ -9,6 +9,24 @@
 #   daemon   -> protocol, devices, storage, engine, common
 #   clients  -> protocol, storage, common (never daemon/, devices/, engine/)
 set -u
+if [ "${1:-}" = "--self-test" ]; then
+    # Plants a violation in a scratch tree and expects the check to fail.
+    scratch=$(mktemp -d)
+    trap 'rm -rf "$scratch"' EXIT
+    mkdir -p "$scratch/engine" "$scratch/daemon"
+    echo '#include "daemon/vm.h"' > "$scratch/engine/bad.cpp"
+    if "$0" "$scratch" >/dev/null; then
+        echo "self-test: a planted engine/ -> daemon/ include was not caught"
+        exit 1
+    fi
+    echo '#include "common/log.h"' > "$scratch/engine/bad.cpp"
+    if ! "$0" "$scratch" >/dev/null; then
+        echo "self-test: an allowed include was refused"
+        exit 1
+    fi
+    echo "self-test: ok"
+    exit 0
+fi
 cd "${1:-$(dirname "$0")/..}" || exit 2
 status=0
 check() {

@@ -231,6 +231,8 @@ int cmd_run(const Global& g, const std::vector<std::string>& args)
             continue;
         for (auto& s : opts->config.value("serials", json::array()))
             console_is_serial |= s == cd["id"];
+        if (cd.contains("props") && cd["props"].value("signal", "") == "on")
+            attach.ctrl_c_ends_vm = true;
         for (auto& m : opts->config.value("monitors", json::array()))
             console_has_monitor |= m.value("chardev", "") == cd["id"].get<std::string>();
     }

@@ -318,6 +318,12 @@ private:
                 m_escape_pending = true;
                 continue;
             }
+            if (c == 0x03 && m_opts.ctrl_c_ends_vm && m_opts.run_mode) {
+                say("qemu: terminating on signal 2\r\n");
+                end_vm();
+                m_stdin_open = false;
+                continue;
+            }
             if (m_in_monitor)
                 monitor_key(c);
             else

@@ -15,6 +15,7 @@ struct AttachOptions {
     // console: Ctrl-a x only detaches.
     bool run_mode = true;
     bool start_in_monitor = false; // no console: the terminal is the monitor
+    bool ctrl_c_ends_vm = false;   // the console chardev has signal=on
     bool start_vm = false;         // send cont once attached (emuctl run without -S)
 };
 

@@ -60,8 +60,13 @@ void Peer::on_alloc(uv_handle_t*, size_t, uv_buf_t* buf)
 void Peer::on_read(uv_stream_t* stream, ssize_t nread, const uv_buf_t* buf)
 {
     auto* self = static_cast<Peer*>(stream->data);
+    if (nread == UV_EOF) {
+        // The client finished sending: answer what it sent, then close.
+        self->close();
+        return;
+    }
     if (nread < 0) {
-        // EOF or a reset: the client is gone; drop what it had queued.
+        // A reset: the client is gone; drop what it had queued.
         self->close_now();
         return;
     }

@@ -1,12 +1,14 @@
 // clients/emuctl/flags.cpp — QEMU 2.10 flags → VmConfig; see flags.h.
 //
 // Each flag has a handler that parses and validates it in full and records
-// it in a State. k_flags (near the end) is the one table of flags: what each
-// takes, its handler, and whether emud supports it yet. finish() then adds
-// QEMU's default serial port and monitor (the -nographic rules), resolves
-// "chardev:ID" references and writes the config document.
+// it in a State (flags_internal.h). k_flags (near the end) is the one table
+// of flags: what each takes, its handler, and whether emud supports it yet.
+// finish() then adds QEMU's default serial port and monitor (the -nographic
+// rules), resolves "chardev:ID" references and writes the config document.
+// The character devices, serial ports and monitors are in flags_chardev.cpp.
 #include "clients/emuctl/flags.h"
 
+#include "clients/emuctl/flags_internal.h"
 #include "clients/emuctl/qemu_opts.h"
 
 #include <algorithm>
@@ -15,42 +17,7 @@
 
 namespace emu::emuctl {
 
-namespace {
-
-using nlohmann::json;
-using Result = std::expected<void, FlagError>;
-
-constexpr size_t k_max_serials = 4; // COM1..COM4, QEMU's MAX_SERIAL_PORTS
-constexpr uint64_t k_max_smp = 4096;
-
-// One occurrence of a flag.
-struct Use {
-    std::string_view name; // the table's name, without dashes
-    std::string_view arg;
-    bool has_arg = false;
-
-    std::string label() const
-    {
-        std::string out = "-" + std::string(name);
-        if (has_arg)
-            out += arg.empty() ? std::string(" ''") : " " + std::string(arg);
-        return out;
-    }
-};
-
-std::unexpected<FlagError> fail(std::string_view label, std::string_view cause)
-{
-    return std::unexpected(FlagError{std::string(label) + ": " + std::string(cause)});
-}
-
-std::unexpected<FlagError> fail(const Use& use, std::string_view cause) { return fail(use.label(), cause); }
-
-template <class T> Result check(const Use& use, const std::expected<T, OptsError>& result)
-{
-    if (!result)
-        return fail(use, result.error().message);
-    return {};
-}
+namespace detail {
 
 std::string join_path(const std::string& cwd, std::string_view path)
 {
@@ -62,6 +29,22 @@ std::string join_path(const std::string& cwd, std::string_view path)
         return cwd;
     return cwd + (cwd.ends_with('/') ? "" : "/") + std::string(path);
 }
+
+std::expected<QemuOpts, FlagError> opts(const Use& use, std::string_view implied)
+{
+    auto parsed = parse_opts(use.arg, implied);
+    if (!parsed)
+        return fail(use, parsed.error().message);
+    return std::move(*parsed);
+}
+
+} // namespace detail
+
+namespace {
+
+using namespace detail;
+
+constexpr uint64_t k_max_smp = 4096;
 
 // As QEMU's path_has_protocol(): "nbd:host:port", "json:{...}" are not paths.
 bool has_protocol(std::string_view file)
@@ -75,11 +58,6 @@ bool is_help(std::string_view text) { return text == "help" || text == "?"; }
 bool all_digits(std::string_view text)
 {
     return !text.empty() && std::all_of(text.begin(), text.end(), [](char c) { return c >= '0' && c <= '9'; });
-}
-
-template <size_t N> bool contains(const std::string_view (&list)[N], std::string_view item)
-{
-    return std::find(std::begin(list), std::end(list), item) != std::end(list);
 }
 
 bool is_uuid(std::string_view text)
@@ -114,236 +92,9 @@ bool is_rtc_date(std::string_view text)
            field(17, 2, 0, 59);
 }
 
-constexpr std::string_view k_chardev_backends[] = {
-    "null", "socket", "udp", "file", "pipe", "pty", "vc", "ringbuf", "memory", "serial", "tty",
-    "parallel", "parport", "stdio", "msmouse", "braille", "testdev", "wctablet", "spicevmc", "spiceport"};
-constexpr std::string_view k_chardev_bool_keys[] = {"server", "wait", "telnet", "tn3270", "delay",
-                                                    "mux", "signal", "append", "ipv4", "ipv6"};
 constexpr std::string_view k_netdev_types[] = {"user", "tap", "bridge", "socket", "vde",
                                                "l2tpv3", "vhost-user", "netmap", "hubport", "none"};
 constexpr std::string_view k_drive_interfaces[] = {"ide", "scsi", "sd", "mtd", "floppy", "pflash", "virtio", "none"};
-
-struct Chardev {
-    std::string id;
-    std::string backend; // QEMU's stdio is emud's "console"
-    QemuOpts props;
-    std::string label;   // the flag that made it, for messages
-    bool is_default = false;
-};
-
-// A serial port or monitor using a chardev.
-struct Frontend {
-    std::string chardev;
-    std::string label;
-};
-
-struct State {
-    std::string cwd;
-    RunOptions out;
-    std::vector<Chardev> chardevs;
-    std::vector<Frontend> frontends;
-    std::vector<std::string> serials;
-    json monitors = json::array();
-    bool serial_given = false;  // any -serial (even "none"): no default serial port
-    bool monitor_given = false; // -monitor, -qmp, -mon or -serial mon:...: no default monitor
-    unsigned monitor_index = 0; // for compat_monitorN
-    std::string machine_type;
-    QemuOpts machine_props;
-    std::vector<std::pair<std::string, QemuOpts>> accels;
-    QemuOpts memory; // merged -m options
-    QemuOpts smp;    // merged -smp options
-    json drives = json::array();
-    json netdevs = json::array();
-    json devices = json::array();
-
-    json& cfg() { return out.config; }
-};
-
-std::expected<QemuOpts, FlagError> opts(const Use& use, std::string_view implied = {})
-{
-    auto parsed = parse_opts(use.arg, implied);
-    if (!parsed)
-        return fail(use, parsed.error().message);
-    return std::move(*parsed);
-}
-
-// ---- character devices, serial ports, monitors ----
-
-// Maps stdio to the console backend, validates and normalizes boolean options
-// to on/off and makes paths absolute.
-Result normalize_chardev(State& st, Chardev& chardev)
-{
-    if (chardev.backend == "stdio")
-        chardev.backend = "console";
-    for (std::string_view key : k_chardev_bool_keys) {
-        auto value = chardev.props.get_bool(key, false);
-        if (!value)
-            return fail(chardev.label, value.error().message);
-        if (chardev.props.has(key))
-            chardev.props.set(key, *value ? "on" : "off");
-    }
-    for (std::string_view key : {"path", "logfile"}) {
-        if (const std::string* path = chardev.props.find(key))
-            chardev.props.set(key, join_path(st.cwd, *path));
-    }
-    return {};
-}
-
-Result add_chardev(State& st, Chardev chardev)
-{
-    if (auto r = normalize_chardev(st, chardev); !r)
-        return r;
-    for (const Chardev& other : st.chardevs) {
-        if (other.id == chardev.id)
-            return fail(chardev.label, "Duplicate ID '" + chardev.id + "' for chardev");
-        if (other.backend == "console" && chardev.backend == "console") {
-            std::string hint = chardev.is_default && st.out.nographic
-                                   ? " (-nographic puts the monitor on stdio: use -serial mon:stdio or -monitor none)"
-                                   : "";
-            return fail(chardev.label, "cannot use stdio by multiple character devices" + hint);
-        }
-    }
-    st.chardevs.push_back(std::move(chardev));
-    return {};
-}
-
-bool console_in_use(const State& st)
-{
-    return std::any_of(st.chardevs.begin(), st.chardevs.end(), [](const Chardev& c) { return c.backend == "console"; });
-}
-
-std::expected<Chardev, FlagError> legacy_chardev(const std::string& label, std::string_view spec, std::string id,
-                                                 bool is_default)
-{
-    auto parsed = parse_legacy_chardev(spec);
-    if (!parsed)
-        return fail(label, parsed.error().message);
-    return Chardev{std::move(id), std::move(parsed->backend), std::move(parsed->props), label, is_default};
-}
-
-void add_monitor_entry(State& st, const std::string& chardev, std::string_view mode, bool pretty)
-{
-    st.monitors.push_back({{"chardev", chardev}, {"mode", mode}, {"pretty", pretty}});
-}
-
-// -serial SPEC (and the default serial port).
-Result add_serial(State& st, const std::string& label, std::string_view spec, bool is_default = false)
-{
-    st.serial_given = true;
-    if (spec == "none")
-        return {};
-    if (st.serials.size() >= k_max_serials)
-        return fail(label, "too many serial ports (at most 4)");
-    if (spec.starts_with("chardev:")) {
-        std::string id(spec.substr(8));
-        st.frontends.push_back({id, label});
-        st.serials.push_back(id);
-        return {};
-    }
-    auto chardev = legacy_chardev(label, spec, "serial" + std::to_string(st.serials.size()), is_default);
-    if (!chardev)
-        return std::unexpected(chardev.error());
-    std::string id = chardev->id;
-    bool mux = chardev->props.get("mux") == "on";
-    if (auto r = add_chardev(st, std::move(*chardev)); !r)
-        return r;
-    st.serials.push_back(id);
-    st.frontends.push_back({id, label});
-    if (mux) { // QEMU puts a readline monitor on a "mon:" serial port
-        st.monitor_given = true;
-        add_monitor_entry(st, id, "readline", false);
-        st.frontends.push_back({id, label});
-    }
-    return {};
-}
-
-// -monitor SPEC / -qmp SPEC (and the default monitor).
-Result add_monitor(State& st, const std::string& label, std::string_view spec, std::string_view mode,
-                   bool is_default = false)
-{
-    st.monitor_given = true;
-    if (mode == "readline" && spec == "none")
-        return {};
-    std::string id;
-    if (spec.starts_with("chardev:")) {
-        id = spec.substr(8);
-    } else {
-        auto chardev = legacy_chardev(label, spec, "compat_monitor" + std::to_string(st.monitor_index), is_default);
-        if (!chardev)
-            return std::unexpected(chardev.error());
-        id = chardev->id;
-        if (auto r = add_chardev(st, std::move(*chardev)); !r)
-            return r;
-    }
-    ++st.monitor_index;
-    st.frontends.push_back({id, label});
-    add_monitor_entry(st, id, mode, false);
-    return {};
-}
-
-Result on_serial(State& st, const Use& use) { return add_serial(st, use.label(), use.arg); }
-Result on_monitor(State& st, const Use& use) { return add_monitor(st, use.label(), use.arg, "readline"); }
-Result on_qmp(State& st, const Use& use) { return add_monitor(st, use.label(), use.arg, "control"); }
-
-Result on_mon(State& st, const Use& use)
-{
-    auto o = opts(use, "chardev");
-    if (!o)
-        return std::unexpected(o.error());
-    if (auto r = check(use, o->check_keys({"chardev", "mode", "pretty", "default"})); !r)
-        return r;
-    std::string chardev = o->get("chardev"), mode = o->get("mode", "readline");
-    if (chardev.empty())
-        return fail(use, "Parameter 'chardev' is missing");
-    if (mode != "readline" && mode != "control")
-        return fail(use, "unknown monitor mode '" + mode + "' (use readline or control)");
-    auto pretty = o->get_bool("pretty", false);
-    if (auto r = check(use, pretty); !r)
-        return r;
-    if (auto r = check(use, o->get_bool("default", false)); !r)
-        return r;
-    st.monitor_given = true;
-    st.frontends.push_back({chardev, use.label()});
-    add_monitor_entry(st, chardev, mode, *pretty);
-    return {};
-}
-
-Result on_chardev(State& st, const Use& use)
-{
-    auto o = opts(use, "backend");
-    if (!o)
-        return std::unexpected(o.error());
-    std::string backend = o->get("backend"), id = o->get("id");
-    if (backend.empty())
-        return fail(use, "Parameter 'backend' is missing");
-    if (!contains(k_chardev_backends, backend))
-        return fail(use, "'" + backend + "' is not a valid char driver name");
-    if (id.empty())
-        return fail(use, "Parameter 'id' is missing");
-    o->erase("backend");
-    o->erase("id");
-    if ((backend == "file" || backend == "pipe") && o->get("path").empty())
-        return fail(use, backend + " needs a path");
-    if (backend == "socket" && o->get("path").empty() && o->get("port").empty())
-        return fail(use, "socket needs path=PATH or host=HOST,port=PORT");
-    return add_chardev(st, Chardev{id, backend, std::move(*o), use.label()});
-}
-
-// Every chardev:ID exists, and a chardev without mux=on has one user.
-Result check_frontends(const State& st)
-{
-    std::vector<std::string> used;
-    for (const Frontend& frontend : st.frontends) {
-        auto it = std::find_if(st.chardevs.begin(), st.chardevs.end(),
-                               [&](const Chardev& c) { return c.id == frontend.chardev; });
-        if (it == st.chardevs.end())
-            return fail(frontend.label, "chardev '" + frontend.chardev + "' not found");
-        if (std::find(used.begin(), used.end(), it->id) != used.end() && it->props.get("mux") != "on")
-            return fail(frontend.label, "chardev '" + it->id + "' is already in use (give it mux=on to share it)");
-        used.push_back(it->id);
-    }
-    return {};
-}
 
 // ---- machine, CPU, memory ----
 
@@ -664,13 +415,6 @@ Result on_rtc(State& st, const Use& use)
 
 // ---- display and run control ----
 
-Result on_nographic(State& st, const Use&)
-{
-    st.out.nographic = true;
-    st.cfg()["display"] = {{"type", "none"}};
-    return {};
-}
-
 Result on_display(State& st, const Use& use)
 {
     if (use.arg == "none") {
@@ -923,40 +667,10 @@ const FlagSpec* find_flag(std::string_view name)
 
 Result finish(State& st)
 {
-    RunOptions& out = st.out;
     json& cfg = st.cfg();
-    // QEMU's defaults: -nographic puts serial0 and the monitor on stdio
-    // (muxed when both are defaults); otherwise serial0 goes to the console
-    // (QEMU's vc), or to null when the console is taken already.
-    if (out.nographic) {
-        if (out.daemonize && (!st.serial_given || !st.monitor_given))
-            return std::unexpected(FlagError{"-nographic cannot be used with -daemonize"});
-        bool both = !st.serial_given && !st.monitor_given;
-        if (!st.serial_given) {
-            if (auto r = add_serial(st, "-nographic", both ? "mon:stdio" : "stdio", true); !r)
-                return r;
-        }
-        if (!st.monitor_given) {
-            if (auto r = add_monitor(st, "-nographic", "stdio", "readline", true); !r)
-                return r;
-        }
-    } else if (!st.serial_given) {
-        if (auto r = add_serial(st, "default serial port", console_in_use(st) ? "null" : "stdio", true); !r)
-            return r;
-    }
-    if (auto r = check_frontends(st); !r)
+    // QEMU's default serial port and monitor, then the chardev checks.
+    if (auto r = finish_chardevs(st); !r)
         return r;
-    for (const Chardev& chardev : st.chardevs) {
-        if (chardev.backend != "console")
-            continue;
-        if (out.daemonize && !chardev.is_default)
-            return fail(chardev.label, "cannot use stdio with -daemonize");
-        out.attach_console = !out.daemonize;
-        out.console_has_monitor = chardev.props.get("mux") == "on" &&
-                                  std::any_of(st.monitors.begin(), st.monitors.end(), [&](const json& m) {
-                                      return m["chardev"] == chardev.id && m["mode"] == "readline";
-                                  });
-    }
     if (!cfg.contains("kernel")) {
         for (std::string_view flag : {"append", "initrd"}) {
             if (cfg.contains(flag))
@@ -979,14 +693,7 @@ Result finish(State& st)
                 accels.back()["props"] = props.to_json();
         }
     }
-    json& chardevs = cfg["chardevs"] = json::array();
-    for (const Chardev& chardev : st.chardevs) {
-        chardevs.push_back({{"id", chardev.id}, {"backend", chardev.backend}});
-        if (!chardev.props.empty())
-            chardevs.back()["props"] = chardev.props.to_json();
-    }
-    cfg["serials"] = st.serials;
-    cfg["monitors"] = st.monitors;
+    write_chardevs(st);
     if (!st.drives.empty())
         cfg["drives"] = st.drives;
     if (!st.netdevs.empty())

@@ -12,6 +12,8 @@
 #include <optional>
 #include <string>
 #include <sys/socket.h>
+#include <fcntl.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <algorithm>
 #include <unistd.h>
@@ -90,6 +92,14 @@ std::expected<qmp::Client, std::string> connect_daemon(const Global& g)
     std::string emud = find_emud();
     pid_t pid = fork();
     if (pid == 0) {
+        // The daemon outlives us: it must not hold our caller's stderr open.
+        std::string log = state_dir + "/emud.log";
+        mkdir(state_dir.c_str(), 0700);
+        int fd = open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+        if (fd >= 0) {
+            dup2(fd, STDERR_FILENO);
+            dup2(fd, STDOUT_FILENO);
+        }
         execlp(emud.c_str(), emud.c_str(), "--daemonize", "--state-dir", state_dir.c_str(), "--socket",
                path.c_str(), nullptr);
         fprintf(stderr, "emuctl: cannot run %s: %s\n", emud.c_str(), strerror(errno));

@@ -37,7 +37,6 @@ public:
             return;
         termios raw = m_saved;
         cfmakeraw(&raw);
-        raw.c_oflag |= OPOST | ONLCR; // our own messages keep their line breaks
         tcsetattr(STDIN_FILENO, TCSANOW, &raw);
         m_active = true;
     }
@@ -189,8 +188,13 @@ private:
                 ssize_t r = read(STDIN_FILENO, buf, sizeof buf);
                 if (r <= 0) {
                     m_stdin_open = false; // keep showing output until the VM ends
-                    if (!m_opts.run_mode)
+                    if (m_hmp >= 0 && m_opts.start_in_monitor && !m_opts.run_mode) {
+                        // Piped commands: let the monitor answer them all, then leave
+                        // when it closes.
+                        shutdown(m_hmp, SHUT_WR);
+                    } else if (!m_opts.run_mode) {
                         return 0;
+                    }
                 } else if (int code = keys(std::string_view(buf, size_t(r))); code >= 0) {
                     return code;
                 }

@@ -42,8 +42,7 @@ void register_common_commands(Dispatcher& d)
                       {"hotpluggable-cpus", mc.hotpluggable_cpus},
                       {"numa-mem-supported", false},
                       {"deprecated", false},
-                      {"default-ram-id", "ram"},
-                      {"acpi", mc.acpi}};
+                      {"default-ram-id", "ram"}};
             if (!mc.alias.empty())
                 m["alias"] = mc.alias;
             if (mc.is_default)

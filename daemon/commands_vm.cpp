@@ -53,9 +53,18 @@ void register_vm_commands(Dispatcher& d)
     });
     d.add("human-monitor-command", [](Context& ctx, const json& args) -> qmp::Result<json> {
         Context inner = ctx;
-        return hmp::run(args["command-line"].get<std::string>(), [&](const std::string& cmd, const json& a) {
+        std::string text = hmp::run(args["command-line"].get<std::string>(), [&](const std::string& cmd,
+                                                                                 const json& a) {
             return inner.daemon.dispatcher().execute(inner, cmd, a);
         });
+        // The monitor's output as its terminal would get it: CRLF line ends, as QEMU.
+        std::string crlf;
+        for (char c : text) {
+            if (c == '\n')
+                crlf += '\r';
+            crlf += c;
+        }
+        return crlf;
     });
     d.add("__org.emud_inject-internal-error", [](Context& ctx, const json& args) -> qmp::Result<json> {
         ctx.vm->fail(args.value("reason", "injected by __org.emud_inject-internal-error"));

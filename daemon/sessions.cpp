@@ -58,16 +58,17 @@ void QmpSession::handle(const qmp::Framer::Message& message)
         return;
     }
     if (request->execute == "qmp_capabilities") {
-        if (m_negotiated) {
-            reply(qmp::error_message({qmp::ErrorClass::CommandNotFound,
-                                      "Capabilities negotiation is already complete, command ignored"},
-                                     id));
-            return;
-        }
+        // As QEMU: ill-typed arguments are reported even after negotiation.
         auto& schema = m_daemon.dispatcher().schema();
         const qmp::CommandDef* def = schema.command("qmp_capabilities", qmp::Scope::Vm);
         if (auto ok = schema.validate_args(*def, request->arguments); !ok) {
             reply(qmp::error_message(ok.error(), id));
+            return;
+        }
+        if (m_negotiated) {
+            reply(qmp::error_message({qmp::ErrorClass::CommandNotFound,
+                                      "Capabilities negotiation is already complete, command ignored"},
+                                     id));
             return;
         }
         for (auto& cap : request->arguments.value("enable", nlohmann::json::array())) {

@@ -193,10 +193,10 @@ void Vm::system_reset(ShutdownCause cause, bool guest)
 {
     m_machine->reset();
     m_events.emit("RESET", {{"guest", guest}, {"reason", devices::shutdown_cause_name(cause)}});
-    // A reset leaves states that needed one (shutdown, internal-error) paused,
-    // as QEMU does; 'cont' then runs the machine from its power-on state.
-    if (m_state == RunState::Shutdown || m_state == RunState::InternalError || m_state == RunState::GuestPanicked)
-        set_state(RunState::Paused);
+    // As QEMU's main loop: a reset of a VM that is not running leaves it in
+    // 'prelaunch' (this also clears the states that needed a reset).
+    if (m_state != RunState::Running && m_state != RunState::InMigrate)
+        set_state(RunState::Prelaunch);
 }
 
 void Vm::system_powerdown()
@@ -212,14 +212,10 @@ void Vm::quit(ShutdownCause cause, bool guest)
     m_quitting = true;
     std::string vm_name = name();
     Daemon& daemon = m_daemon;
-    // Deferred: the reply to the command that asked goes out before the event.
-    daemon.loop().post([&daemon, vm_name, cause, guest] {
-        Vm* vm = daemon.find_vm(vm_name);
-        if (!vm)
-            return;
-        vm->m_events.emit("SHUTDOWN", {{"guest", guest}, {"reason", devices::shutdown_cause_name(cause)}});
-        daemon.destroy_vm(vm_name, cause);
-    });
+    // QEMU's order: SHUTDOWN, then the reply to the command that asked, then
+    // the endpoints close. Destruction is deferred so that the reply goes out.
+    m_events.emit("SHUTDOWN", {{"guest", guest}, {"reason", devices::shutdown_cause_name(cause)}});
+    daemon.loop().post([&daemon, vm_name, cause] { daemon.destroy_vm(vm_name, cause); });
 }
 
 void Vm::fail(const std::string& reason)

@@ -67,16 +67,34 @@ std::vector<Framer::Message> Framer::feed(std::string_view bytes)
             m_buf.push_back(c);
             m_state = m_string_return;
             break;
+        case State::Discard:
+            if (c == '"')
+                m_state = State::DiscardString;
+            else if (c == '{' || c == '[')
+                m_depth++;
+            else if ((c == '}' || c == ']') && --m_depth == 0)
+                m_state = State::Idle;
+            continue;
+        case State::DiscardString:
+            if (c == '\\')
+                m_state = State::DiscardEscape;
+            else if (c == '"')
+                m_state = State::Discard;
+            continue;
+        case State::DiscardEscape:
+            m_state = State::DiscardString;
+            continue;
         case State::Nested:
             m_buf.push_back(c);
             if (c == '"') {
                 m_state = State::String;
             } else if (c == '{' || c == '[') {
                 if (++m_depth > m_max_depth) {
-                    out.push_back(Message{{}, true, "JSON parse error, nesting too deep"});
+                    // Report it, skip the rest of this value, and carry on.
+                    out.push_back(Message{{}, true, "JSON nesting depth limit exceeded"});
                     m_buf.clear();
-                    m_broken = true;
-                    return out;
+                    m_state = State::Discard;
+                    continue;
                 }
             } else if (c == '}' || c == ']') {
                 if (--m_depth == 0)

@@ -31,13 +31,14 @@ public:
 
     // Appends bytes; returns the messages that became complete.
     std::vector<Message> feed(std::string_view bytes);
-    // True after an error that leaves the stream unsynchronised (oversize):
-    // the caller should reply and close the connection.
+    // True after an oversize message: the caller should reply and close the
+    // connection. (Too deep a message is skipped and the stream goes on, as QEMU.)
     bool broken() const { return m_broken; }
     size_t pending() const { return m_buf.size(); }
 
 private:
-    enum class State { Idle, Nested, String, StringEscape, Scalar, TopString, TopStringEscape };
+    enum class State { Idle, Nested, String, StringEscape, Scalar, TopString, TopStringEscape, Discard, DiscardString,
+                       DiscardEscape };
     void finish(std::vector<Message>& out);
 
     std::string m_buf;

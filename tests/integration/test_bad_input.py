@@ -37,7 +37,10 @@ class Malformed(EmudTestCase):
              "Parameter 'command-line' is missing"),
             ('{"execute": "human-monitor-command", "arguments": {"command-line": "info status", "cpu-index": "0"}}',
              "GenericError", "Invalid parameter type for 'cpu-index', expected: integer"),
-            ('{"execute": "qmp_capabilities", "arguments": {"enable": "oob"}}', "CommandNotFound", "already"),
+            # As QEMU: argument types are checked before the negotiation state.
+            ('{"execute": "qmp_capabilities", "arguments": {"enable": "oob"}}', "GenericError",
+             "Invalid parameter type for 'enable', expected: array"),
+            ('{"execute": "qmp_capabilities", "arguments": {"enable": []}}', "CommandNotFound", "already"),
         ]
         self.emud.create_vm({"name": "v"})
         with Qmp(self.emud.vm_socket("v")) as q:
@@ -81,13 +84,13 @@ class Malformed(EmudTestCase):
             other.ok("query-version")
 
     def test_deep_nesting(self):
+        # As QEMU: an error, the rest of that value skipped, the session goes on.
         q = self.emud.qmp()
-        q.send_raw(b"[" * 5000)
+        q.send_raw(b"[" * 5000 + b"]" * 5000 + b'{"execute": "query-target", "id": 2}')
         r = q.reply()
-        self.assertIn("nesting", r["error"]["desc"])
+        self.assertEqual(r["error"], {"class": "GenericError", "desc": "JSON nesting depth limit exceeded"})
+        self.assertEqual(q.reply(), {"return": {"arch": "x86_64"}, "id": 2})
         q.close()
-        with self.emud.qmp() as other:
-            other.ok("query-version")
 
 
 class Misbehaving(EmudTestCase):

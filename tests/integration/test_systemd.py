@@ -51,14 +51,15 @@ def start_emud(tmp, extra_env=None, listen_fd=None, args=()):
     """Starts emud the way systemd would. With listen_fd, that socket becomes
     fd 3 and LISTEN_PID names emud's own pid (sh's $$ survives the exec)."""
     state = os.path.join(tmp, "state")
-    env = {k: v for k, v in os.environ.items() if k not in ("LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES", "NOTIFY_SOCKET")}
+    inherited = ("LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES", "NOTIFY_SOCKET")
+    env = {k: v for k, v in os.environ.items() if k not in inherited}
     env.update(extra_env or {})
     log = open(os.path.join(tmp, "emud.log"), "w")
     cmd = [EMUD, "--foreground", "--state-dir", state, "--log-level", "info", "--check-returns"] + list(args)
     kwargs = {}
     if listen_fd is not None:
         env["LISTEN_FDS"] = "1"
-        cmd = ["sh", "-c", 'LISTEN_PID=$$; export LISTEN_PID; exec "$0" "$@"'] + cmd
+        cmd = ["/bin/sh", "-c", 'LISTEN_PID=$$; export LISTEN_PID; exec "$0" "$@"'] + cmd
 
         def to_fd3():
             os.dup2(listen_fd, SD_LISTEN_FDS_START, inheritable=True)

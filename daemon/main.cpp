@@ -205,6 +205,23 @@ int main(int argc, char** argv)
 
     daemon::Loop loop;
     daemon::Daemon d(loop, opts);
+    // SIGTERM / SIGINT: end every VM cleanly and exit. Installed before the
+    // sockets listen, so a client that sees the socket can always stop us cleanly.
+    uv_signal_t sigterm, sigint;
+    for (auto [handle, signum] : {std::pair{&sigterm, SIGTERM}, {&sigint, SIGINT}}) {
+        uv_signal_init(loop.uv(), handle);
+        handle->data = &d;
+        uv_signal_start(
+            handle,
+            [](uv_signal_t* h, int signum) {
+                log_info("signal {}: shutting down", signum);
+                static_cast<daemon::Daemon*>(h->data)->shutdown(devices::ShutdownCause::HostSignal);
+                uv_close(reinterpret_cast<uv_handle_t*>(h), nullptr);
+            },
+            signum);
+        uv_unref(reinterpret_cast<uv_handle_t*>(handle));
+    }
+
     if (auto ok = d.start(); !ok) {
         log_error("{}", ok.error());
         report_ready(false);
@@ -219,22 +236,6 @@ int main(int argc, char** argv)
         }
         fprintf(f, "%d\n", getpid());
         fclose(f);
-    }
-
-    // SIGTERM / SIGINT: end every VM cleanly and exit.
-    uv_signal_t sigterm, sigint;
-    for (auto [handle, signum] : {std::pair{&sigterm, SIGTERM}, {&sigint, SIGINT}}) {
-        uv_signal_init(loop.uv(), handle);
-        handle->data = &d;
-        uv_signal_start(
-            handle,
-            [](uv_signal_t* h, int signum) {
-                log_info("signal {}: shutting down", signum);
-                static_cast<daemon::Daemon*>(h->data)->shutdown(devices::ShutdownCause::HostSignal);
-                uv_close(reinterpret_cast<uv_handle_t*>(h), nullptr);
-            },
-            signum);
-        uv_unref(reinterpret_cast<uv_handle_t*>(handle));
     }
 
     sd_notify(0, "READY=1");

@@ -60,9 +60,6 @@ class Greeting(EmudTestCase):
             q.send_raw('{"execute": "query-target",\n "id": "multi\\"line}"\n}\n')
             self.assertEqual(q.reply()["id"], 'multi"line}')
 
-    def test_tcp_endpoint(self):
-        pass  # covered by DaemonTcp below
-
 
 class DaemonTcp(EmudTestCase):
     emud_args = ("--listen", "127.0.0.1:0")

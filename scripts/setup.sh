@@ -8,6 +8,8 @@ BUILD_PKGS=(
     build-essential cmake ninja-build ccache pkg-config
     nlohmann-json3-dev libuv1-dev libssl-dev libvncserver-dev liblz4-dev
     doctest-dev libsystemd-dev libfmt-dev
+    libzydis-dev libxbyak-dev nasm
+    zlib1g-dev libzstd-dev
 )
 # Peers and tools the tests talk to: QEMU 7.2 for compatibility checks and
 # benchmarks, systemd-analyze for the unit files, python3 for integration tests.

@@ -1,0 +1,96 @@
+// engine/x86/frontend_internal.h — the emitter context shared by the
+// frontend's files (frontend_*.cpp). Not for use outside engine/x86.
+#pragma once
+
+#include "engine/ir/ir.h"
+#include "engine/x86/env.h"
+#include "engine/x86/flags.h"
+#include "engine/x86/helpers.h"
+
+#include <Zydis/Zydis.h>
+
+namespace emu::x86 {
+
+using ir::Arg;
+using ir::Opcode;
+using V = uint32_t; // an IR value
+
+struct Emitter {
+    CpuEnv& env;
+    ir::Builder& b;
+    const ZydisDecodedInstruction& insn;
+    const ZydisDecodedOperand* op;
+    uint64_t rip;      // this instruction (offset in CS)
+    uint64_t next_rip; // the next one
+    uint32_t hflags;
+    bool end_block = false; // the emitter ended the block (terminator emitted)
+
+    // --- values ---
+    V k(uint64_t v) { return b.konst(v); }
+    V op1(Opcode o, V a) { return b.op1(o, a); }
+    V op2(Opcode o, V a, V c) { return b.op2(o, a, c); }
+    V zext(V v, unsigned bytes);
+    V sext(V v, unsigned bytes);
+    static uint64_t mask(unsigned bytes) { return bytes >= 8 ? ~0ull : (1ull << (8 * bytes)) - 1; }
+
+    // --- registers ---
+    V get(unsigned gpr) { return b.emit(Opcode::GetReg, Arg::imm(gpr)); }
+    void set(unsigned gpr, V v) { b.emit(Opcode::SetReg, Arg::imm(gpr), Arg::value(v)); }
+    // Writes the low 'bytes' of a GPR as x86 does (32-bit writes zero-extend).
+    void set_sized(unsigned gpr, V v, unsigned bytes, bool high8 = false);
+    V get_sized(unsigned gpr, unsigned bytes) { return zext(get(gpr), bytes); }
+
+    // --- operands (by index into the decoded operands) ---
+    unsigned bytes(int i) const { return op[i].size / 8; }
+    unsigned opsize() const { return insn.operand_width / 8; }
+    unsigned addrsize() const { return insn.address_width / 8; }
+    unsigned stacksize() const { return insn.stack_width / 8; }
+    V read(int i);
+    void write(int i, V v);
+    V address(int i); // effective linear address of a memory operand (computed once)
+
+    // --- memory ---
+    V load(V addr, unsigned bytes);
+    void store(V addr, V v, unsigned bytes);
+    V seg_linear(V offset, int seg); // adds the segment base where the mode needs it
+    void push(V v, unsigned bytes);
+    V pop(unsigned bytes); // returns the value; RSP is updated
+
+    // --- flags ---
+    void set_flags(FlagOp o, unsigned bytes, V res, V a, V c)
+    {
+        b.emit(Opcode::SetFlags, Arg::imm(flag_kind(o, bytes)), Arg::value(res), Arg::value(a), Arg::value(c));
+    }
+    V cond(unsigned cc) { return b.emit(Opcode::GetCond, Arg::imm(cc)); }
+
+    // --- control ---
+    void exit_jump(uint64_t target);
+    void exit_cond(V taken, uint64_t target, uint64_t fallthrough);
+    void exit_indirect(V target);
+    void exit_loop(); // continue at next_rip through the run loop
+    V call(Helper h, V a = UINT32_MAX, V c = UINT32_MAX, V d = UINT32_MAX);
+    uint64_t ip_mask() const { return (hflags & HF_CS64) ? ~0ull : (hflags & HF_CS32) ? 0xffffffffull : 0xffffull; }
+
+    // Memory operand addresses, cached so read-modify-write computes them once.
+    V m_addr_cache[ZYDIS_MAX_OPERAND_COUNT] = {};
+    bool m_addr_valid[ZYDIS_MAX_OPERAND_COUNT] = {};
+    V m_none = UINT32_MAX;
+};
+
+struct GprRef {
+    int index = -1; // 0..15, or -1 if not a general register
+    unsigned bytes = 0;
+    bool high8 = false;
+};
+GprRef gpr_ref(ZydisRegister r);
+
+// An emitter returns false when it does not handle this form: the
+// instruction then raises #UD (logged once per mnemonic).
+using EmitFn = bool (*)(Emitter& e);
+
+// Emitters, by domain (frontend_alu.cpp, frontend_data.cpp, frontend_control.cpp, frontend_system.cpp).
+#define INSN(mnemonic, fn) bool fn(Emitter& e);
+#include "engine/x86/insn_table.inc"
+#undef INSN
+
+} // namespace emu::x86

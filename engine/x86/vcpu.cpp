@@ -1,0 +1,207 @@
+#include "engine/x86/vcpu.h"
+
+#include "common/log.h"
+#include "engine/x86/interrupts.h"
+
+#include <algorithm>
+
+namespace emu::x86 {
+
+namespace {
+constexpr size_t k_jump_cache = 4096;
+} // namespace
+
+Vcpu::Vcpu(PhysBus& bus, const CpuModel& model, unsigned index, unsigned count)
+    : m_bus(bus), m_env(m_state, *this, model), m_jump_cache(k_jump_cache)
+{
+    m_env.apic_id = index;
+    m_env.cpu_count = count;
+    m_frame.resize(1024);
+    reset();
+}
+
+Vcpu::~Vcpu() = default;
+
+void Vcpu::reset()
+{
+    m_state = CpuState{};
+    CpuState& s = m_state;
+    for (auto& seg : s.seg) {
+        seg.selector = 0;
+        seg.base = 0;
+        seg.limit = 0xffff;
+        seg.attr = 0x93;
+    }
+    s.seg[CS].selector = 0xf000;
+    s.seg[CS].base = 0xffff0000;
+    s.seg[CS].attr = 0x9b;
+    s.rip = 0xfff0;
+    s.cr0 = 0x60000010;
+    s.idtr.limit = 0x3ff;
+    s.gdtr.limit = 0xffff;
+    s.ldtr.attr = 0x82;
+    s.tr.attr = 0x8b;
+    CpuidResult id = m_env.model.query(1, 0, 0, 1);
+    s.regs[RDX] = id.eax; // the processor signature, as after RESET
+    update_hflags(s);
+    m_env.mmu.flush();
+}
+
+void Vcpu::flush_code()
+{
+    for (auto& [key, block] : m_blocks)
+        m_graveyard.push_back(std::move(block));
+    m_blocks.clear();
+    m_code_pages.clear();
+    std::fill(m_jump_cache.begin(), m_jump_cache.end(), JumpEntry{});
+}
+
+void Vcpu::invalidate_page(uint64_t page)
+{
+    auto it = m_code_pages.find(page);
+    if (it == m_code_pages.end())
+        return;
+    std::vector<Block*> victims = std::move(it->second);
+    m_code_pages.erase(it);
+    for (Block* b : victims) {
+        for (uint64_t other : b->pages) {
+            auto o = m_code_pages.find(other);
+            if (o == m_code_pages.end())
+                continue;
+            auto& list = o->second;
+            list.erase(std::remove(list.begin(), list.end(), b), list.end());
+            if (list.empty())
+                m_code_pages.erase(o);
+        }
+        auto found = m_blocks.find(b->key);
+        if (found != m_blocks.end()) {
+            m_graveyard.push_back(std::move(found->second)); // it may be running right now
+            m_blocks.erase(found);
+            m_stats.blocks_invalidated++;
+        }
+    }
+    std::fill(m_jump_cache.begin(), m_jump_cache.end(), JumpEntry{});
+}
+
+void Vcpu::code_written(uint64_t gpa, unsigned size)
+{
+    uint64_t first = gpa & ~0xfffull, last = (gpa + size - 1) & ~0xfffull;
+    for (uint64_t page = first; page <= last; page += 4096) {
+        if (m_code_pages.count(page)) {
+            invalidate_page(page);
+            m_env.smc = true;
+        }
+    }
+}
+
+Vcpu::Block* Vcpu::find_block()
+{
+    CpuState& s = m_state;
+    if (m_env.mmu.flush_count() != m_jump_generation) {
+        // The virtual-to-physical mapping may have changed.
+        std::fill(m_jump_cache.begin(), m_jump_cache.end(), JumpEntry{});
+        m_jump_generation = m_env.mmu.flush_count();
+    }
+    uint64_t rip = s.rip, cs_base = s.seg[CS].base;
+    uint32_t hflags = s.hflags;
+    JumpEntry& je = m_jump_cache[(rip ^ (rip >> 12)) % k_jump_cache];
+    if (je.block && je.rip == rip && je.hflags == hflags && je.cs_base == cs_base)
+        return je.block;
+
+    uint64_t linear = (hflags & HF_CS64) ? rip : ((cs_base + rip) & 0xffffffffull);
+    uint64_t gpa;
+    if (!m_env.mmu.translate(linear, Access::Exec, gpa))
+        return nullptr; // the fetch fault is pending
+    Key key{gpa, rip, cs_base, hflags};
+    Block* block;
+    auto it = m_blocks.find(key);
+    if (it != m_blocks.end()) {
+        block = it->second.get();
+    } else {
+        TranslatedBlock tb;
+        if (!translate_block(m_env, tb))
+            return nullptr;
+#ifndef NDEBUG
+        if (auto problems = ir::verify(tb.ir); !problems.empty()) {
+            log_error("x86: invalid IR for block at {:#x}: {}\n{}", rip, problems.front(), ir::print(tb.ir));
+            abort();
+        }
+#endif
+        auto fresh = std::make_unique<Block>();
+        fresh->code = interp::compile(tb.ir);
+        fresh->key = key;
+        fresh->pages = tb.code_pages;
+        if (fresh->code.slots > m_frame.size())
+            m_frame.resize(fresh->code.slots);
+        block = fresh.get();
+        bool new_code_page = false;
+        for (uint64_t page : fresh->pages) {
+            auto& list = m_code_pages[page];
+            new_code_page |= list.empty();
+            list.push_back(block);
+        }
+        // Writes to a page that now holds code must leave the TLB's fast path.
+        if (new_code_page) {
+            m_env.mmu.flush();
+            m_jump_generation = m_env.mmu.flush_count();
+        }
+        m_blocks.emplace(key, std::move(fresh));
+        m_stats.blocks_translated++;
+    }
+    je = JumpEntry{rip, cs_base, hflags, block};
+    return block;
+}
+
+bool Vcpu::take_interrupts()
+{
+    CpuState& s = m_state;
+    if (s.interrupt_shadow) {
+        s.interrupt_shadow = false;
+        return false;
+    }
+    if (m_nmi.load(std::memory_order_acquire)) {
+        m_nmi.store(false);
+        return deliver_interrupt(m_env, 2, false, 0, false, true) == Delivery::Ok;
+    }
+    if ((s.eflags & IF) && m_irq && m_irq->pending()) {
+        int vector = m_irq->acknowledge();
+        if (vector < 0)
+            return false;
+        return deliver_interrupt(m_env, vector, false, 0, false, true) == Delivery::Ok;
+    }
+    return false;
+}
+
+VcpuExit Vcpu::run(uint64_t max_instructions)
+{
+    CpuState& s = m_state;
+    uint64_t start = m_env.instructions;
+    for (;;) {
+        m_graveyard.clear();
+        if (m_kick.exchange(false, std::memory_order_acq_rel))
+            return VcpuExit::Kicked;
+        if (m_env.instructions - start >= max_instructions)
+            return VcpuExit::Budget;
+        if (s.pending_vector >= 0) {
+            m_stats.exceptions++;
+            int vector = s.pending_vector;
+            bool software = m_env.software_interrupt;
+            m_env.software_interrupt = false;
+            m_env.pending_trap = false;
+            if (deliver_interrupt(m_env, vector, s.pending_has_error, s.pending_error, software, false) !=
+                Delivery::Ok)
+                return VcpuExit::TripleFault;
+            continue;
+        }
+        if (take_interrupts())
+            continue;
+        if (s.halted)
+            return VcpuExit::Halted;
+        Block* block = find_block();
+        if (!block)
+            continue; // a fault is pending: delivered on the next turn
+        interp::execute(block->code, m_env, m_frame.data());
+    }
+}
+
+} // namespace emu::x86

@@ -108,16 +108,13 @@ V Emitter::sext(V v, unsigned n)
     }
 }
 
-void Emitter::set_sized(unsigned gpr, V v, unsigned n, bool high8)
+V Emitter::merged(unsigned gpr, V v, unsigned n, bool high8)
 {
-    if (n == 8) {
-        set(gpr, v);
-    } else if (n == 4) {
-        set(gpr, op1(Opcode::ZExt32, v));
-    } else {
-        V merged = b.emit(Opcode::Insert, Arg::value(get(gpr)), Arg::value(v), Arg::imm(high8 ? 108 : n * 8));
-        set(gpr, merged);
-    }
+    if (n == 8)
+        return v;
+    if (n == 4)
+        return op1(Opcode::ZExt32, v);
+    return b.emit(Opcode::Insert, Arg::value(get(gpr)), Arg::value(v), Arg::imm(high8 ? 108 : n * 8));
 }
 
 V Emitter::seg_linear(V offset, int seg)

@@ -74,8 +74,15 @@ bool emit_xadd(Emitter& e)
     unsigned n = e.bytes(0);
     V a = e.read(0), c = e.read(1);
     V sum = e.op2(Opcode::Add, a, c);
-    e.write(0, sum);
-    e.write(1, a);
+    // The destination is written last (xadd r, r with one register keeps the
+    // sum); a memory destination can alias nothing and goes first, for faults.
+    if (e.op[0].type == ZYDIS_OPERAND_TYPE_MEMORY) {
+        e.write(0, sum);
+        e.write(1, a);
+    } else {
+        e.write(1, a);
+        e.write(0, sum);
+    }
     e.set_flags(FlagOp::Add, n, sum, a, c);
     return true;
 }
@@ -86,12 +93,21 @@ bool emit_cmpxchg(Emitter& e)
     V dst = e.read(0), src = e.read(1);
     V acc = e.get_sized(RAX, n);
     V equal = e.op2(Opcode::CmpEq, acc, dst);
-    // The destination is always written (with its old value when unequal).
-    e.write(0, e.b.emit(Opcode::Select, Arg::value(equal), Arg::value(src), Arg::value(dst)));
-    if (n == 4)
-        e.set(RAX, e.b.emit(Opcode::Select, Arg::value(equal), Arg::value(e.get(RAX)), Arg::value(dst)));
-    else
-        e.set_sized(RAX, e.b.emit(Opcode::Select, Arg::value(equal), Arg::value(acc), Arg::value(dst)), n);
+    auto select = [&](V yes, V no) {
+        return e.b.emit(Opcode::Select, Arg::value(equal), Arg::value(yes), Arg::value(no));
+    };
+    if (e.op[0].type == ZYDIS_OPERAND_TYPE_MEMORY) {
+        // Memory is always written (with its old value when unequal).
+        e.write(0, select(src, dst));
+    } else {
+        // A register is written only when equal: no zero-extension otherwise.
+        GprRef r = gpr_ref(e.op[0].reg.value);
+        V old = e.get(r.index);
+        e.set(r.index, select(e.merged(r.index, src, n, r.high8), old));
+    }
+    // The accumulator takes the destination only when unequal.
+    V rax = e.get(RAX);
+    e.set(RAX, select(rax, e.merged(RAX, dst, n)));
     e.set_flags(FlagOp::Sub, n, e.op2(Opcode::Sub, acc, dst), acc, dst);
     return true;
 }

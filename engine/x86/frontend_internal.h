@@ -37,7 +37,9 @@ struct Emitter {
     V get(unsigned gpr) { return b.emit(Opcode::GetReg, Arg::imm(gpr)); }
     void set(unsigned gpr, V v) { b.emit(Opcode::SetReg, Arg::imm(gpr), Arg::value(v)); }
     // Writes the low 'bytes' of a GPR as x86 does (32-bit writes zero-extend).
-    void set_sized(unsigned gpr, V v, unsigned bytes, bool high8 = false);
+    void set_sized(unsigned gpr, V v, unsigned bytes, bool high8 = false) { set(gpr, merged(gpr, v, bytes, high8)); }
+    // The whole register after writing its low 'bytes' as x86 does.
+    V merged(unsigned gpr, V v, unsigned bytes, bool high8 = false);
     V get_sized(unsigned gpr, unsigned bytes) { return zext(get(gpr), bytes); }
 
     // --- operands (by index into the decoded operands) ---

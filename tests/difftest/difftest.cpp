@@ -1,0 +1,507 @@
+#include "tests/difftest/difftest.h"
+
+#include "engine/x86/flags.h"
+#include "tests/unit/x86_test_machine.h"
+
+#include <Zydis/Zydis.h>
+#include <csignal>
+#include <cstring>
+#include <cpuid.h>
+#include <fmt/format.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <xbyak/xbyak.h>
+
+namespace emu::difftest {
+
+using namespace emu::x86;
+
+namespace {
+
+constexpr uint64_t k_in = k_data + 0x2000, k_out = k_data + 0x2100, k_save = k_data + 0x2200;
+constexpr uint64_t k_region = 0x3000; // data, stack, contexts
+constexpr uint64_t AF_ = AF, OF_ = OF, SF_ = SF, ZF_ = ZF, PF_ = PF, CF_ = CF;
+
+// Registers a case may use as operands. RSP is the stack; RBX always points
+// into the data area and is the base of every memory operand.
+const ZydisRegister k_gpr64[] = {ZYDIS_REGISTER_RAX, ZYDIS_REGISTER_RCX, ZYDIS_REGISTER_RDX, ZYDIS_REGISTER_RSI,
+                                 ZYDIS_REGISTER_RDI, ZYDIS_REGISTER_RBP, ZYDIS_REGISTER_R8,  ZYDIS_REGISTER_R9,
+                                 ZYDIS_REGISTER_R10, ZYDIS_REGISTER_R11, ZYDIS_REGISTER_R12, ZYDIS_REGISTER_R13,
+                                 ZYDIS_REGISTER_R14, ZYDIS_REGISTER_R15};
+
+ZydisRegister sized(ZydisRegister r64, unsigned bytes)
+{
+    static const ZydisRegister r8[] = {ZYDIS_REGISTER_AL,   ZYDIS_REGISTER_CL,   ZYDIS_REGISTER_DL,
+                                       ZYDIS_REGISTER_BL,   ZYDIS_REGISTER_SPL,  ZYDIS_REGISTER_BPL,
+                                       ZYDIS_REGISTER_SIL,  ZYDIS_REGISTER_DIL,  ZYDIS_REGISTER_R8B,
+                                       ZYDIS_REGISTER_R9B,  ZYDIS_REGISTER_R10B, ZYDIS_REGISTER_R11B,
+                                       ZYDIS_REGISTER_R12B, ZYDIS_REGISTER_R13B, ZYDIS_REGISTER_R14B,
+                                       ZYDIS_REGISTER_R15B};
+    unsigned i = r64 - ZYDIS_REGISTER_RAX;
+    switch (bytes) {
+    case 1:
+        return r8[i];
+    case 2:
+        return ZydisRegister(ZYDIS_REGISTER_AX + i);
+    case 4:
+        return ZydisRegister(ZYDIS_REGISTER_EAX + i);
+    default:
+        return r64;
+    }
+}
+
+enum class Form { RR, RI, RM, MR, MI, R, M, RCL, MCL, R1, RRI, RMI, RRCL, None, RR8, RM8 };
+
+struct Template {
+    ZydisMnemonic mnemonic;
+    Form form;
+    unsigned widths; // bit mask of operand bytes: 1 2 4 8
+    uint64_t undefined;
+    const char* host_feature = nullptr; // "lzcnt", "bmi1", "popcnt", "movbe"
+};
+
+constexpr unsigned W_ALL = 1 | 2 | 4 | 8, W_NOT8 = 2 | 4 | 8, W_48 = 4 | 8;
+
+std::vector<Template> templates()
+{
+    std::vector<Template> t;
+    for (auto m : {ZYDIS_MNEMONIC_ADD, ZYDIS_MNEMONIC_OR, ZYDIS_MNEMONIC_ADC, ZYDIS_MNEMONIC_SBB, ZYDIS_MNEMONIC_AND,
+                   ZYDIS_MNEMONIC_SUB, ZYDIS_MNEMONIC_XOR, ZYDIS_MNEMONIC_CMP}) {
+        uint64_t u = (m == ZYDIS_MNEMONIC_AND || m == ZYDIS_MNEMONIC_OR || m == ZYDIS_MNEMONIC_XOR) ? AF_ : 0;
+        for (Form f : {Form::RR, Form::RI, Form::RM, Form::MR, Form::MI})
+            t.push_back({m, f, W_ALL, u});
+    }
+    for (Form f : {Form::RR, Form::RI, Form::MR, Form::MI})
+        t.push_back({ZYDIS_MNEMONIC_TEST, f, W_ALL, AF_});
+    for (auto m : {ZYDIS_MNEMONIC_INC, ZYDIS_MNEMONIC_DEC, ZYDIS_MNEMONIC_NEG, ZYDIS_MNEMONIC_NOT})
+        for (Form f : {Form::R, Form::M})
+            t.push_back({m, f, W_ALL, 0});
+    for (auto m : {ZYDIS_MNEMONIC_SHL, ZYDIS_MNEMONIC_SHR, ZYDIS_MNEMONIC_SAR})
+        for (Form f : {Form::R1, Form::RI, Form::RCL, Form::MCL})
+            t.push_back({m, f, W_ALL, AF_ | OF_}); // OF is defined for counts of 1 only
+    for (auto m : {ZYDIS_MNEMONIC_ROL, ZYDIS_MNEMONIC_ROR, ZYDIS_MNEMONIC_RCL, ZYDIS_MNEMONIC_RCR})
+        for (Form f : {Form::R1, Form::RI, Form::RCL, Form::MCL})
+            t.push_back({m, f, W_ALL, OF_ | AF_ | SF_ | ZF_ | PF_});
+    for (auto m : {ZYDIS_MNEMONIC_MUL, ZYDIS_MNEMONIC_IMUL})
+        for (Form f : {Form::R, Form::M})
+            t.push_back({m, f, W_ALL, SF_ | ZF_ | AF_ | PF_});
+    t.push_back({ZYDIS_MNEMONIC_IMUL, Form::RR, W_NOT8, SF_ | ZF_ | AF_ | PF_});
+    t.push_back({ZYDIS_MNEMONIC_IMUL, Form::RM, W_NOT8, SF_ | ZF_ | AF_ | PF_});
+    t.push_back({ZYDIS_MNEMONIC_IMUL, Form::RRI, W_NOT8, SF_ | ZF_ | AF_ | PF_});
+    for (auto m : {ZYDIS_MNEMONIC_DIV, ZYDIS_MNEMONIC_IDIV})
+        for (Form f : {Form::R, Form::M})
+            t.push_back({m, f, W_ALL, CF_ | OF_ | SF_ | ZF_ | AF_ | PF_});
+    for (auto m : {ZYDIS_MNEMONIC_BT, ZYDIS_MNEMONIC_BTS, ZYDIS_MNEMONIC_BTR, ZYDIS_MNEMONIC_BTC}) {
+        t.push_back({m, Form::RR, W_NOT8, OF_ | SF_ | AF_ | PF_});
+        t.push_back({m, Form::RI, W_NOT8, OF_ | SF_ | AF_ | PF_});
+        t.push_back({m, Form::MI, W_NOT8, OF_ | SF_ | AF_ | PF_});
+    }
+    for (auto m : {ZYDIS_MNEMONIC_BSF, ZYDIS_MNEMONIC_BSR}) {
+        t.push_back({m, Form::RR, W_NOT8, CF_ | OF_ | SF_ | AF_ | PF_});
+        t.push_back({m, Form::RM, W_NOT8, CF_ | OF_ | SF_ | AF_ | PF_});
+    }
+    t.push_back({ZYDIS_MNEMONIC_TZCNT, Form::RR, W_NOT8, OF_ | SF_ | AF_ | PF_, "bmi1"});
+    t.push_back({ZYDIS_MNEMONIC_LZCNT, Form::RR, W_NOT8, OF_ | SF_ | AF_ | PF_, "lzcnt"});
+    t.push_back({ZYDIS_MNEMONIC_POPCNT, Form::RR, W_NOT8, 0, "popcnt"});
+    for (auto m : {ZYDIS_MNEMONIC_SETO, ZYDIS_MNEMONIC_SETNO, ZYDIS_MNEMONIC_SETB, ZYDIS_MNEMONIC_SETNB,
+                   ZYDIS_MNEMONIC_SETZ, ZYDIS_MNEMONIC_SETNZ, ZYDIS_MNEMONIC_SETBE, ZYDIS_MNEMONIC_SETNBE,
+                   ZYDIS_MNEMONIC_SETS, ZYDIS_MNEMONIC_SETNS, ZYDIS_MNEMONIC_SETP, ZYDIS_MNEMONIC_SETNP,
+                   ZYDIS_MNEMONIC_SETL, ZYDIS_MNEMONIC_SETNL, ZYDIS_MNEMONIC_SETLE, ZYDIS_MNEMONIC_SETNLE}) {
+        t.push_back({m, Form::R, 1, 0});
+        t.push_back({m, Form::M, 1, 0});
+    }
+    for (auto m : {ZYDIS_MNEMONIC_CMOVO, ZYDIS_MNEMONIC_CMOVB, ZYDIS_MNEMONIC_CMOVZ, ZYDIS_MNEMONIC_CMOVBE,
+                   ZYDIS_MNEMONIC_CMOVS, ZYDIS_MNEMONIC_CMOVP, ZYDIS_MNEMONIC_CMOVL, ZYDIS_MNEMONIC_CMOVLE,
+                   ZYDIS_MNEMONIC_CMOVNLE, ZYDIS_MNEMONIC_CMOVNB}) {
+        t.push_back({m, Form::RR, W_NOT8, 0});
+        t.push_back({m, Form::RM, W_NOT8, 0});
+    }
+    t.push_back({ZYDIS_MNEMONIC_MOVZX, Form::RR8, W_NOT8, 0});
+    t.push_back({ZYDIS_MNEMONIC_MOVSX, Form::RR8, W_NOT8, 0});
+    t.push_back({ZYDIS_MNEMONIC_MOVZX, Form::RM8, W_NOT8, 0});
+    t.push_back({ZYDIS_MNEMONIC_MOVSX, Form::RM8, W_NOT8, 0});
+    t.push_back({ZYDIS_MNEMONIC_BSWAP, Form::R, W_48, 0});
+    for (auto m : {ZYDIS_MNEMONIC_XCHG, ZYDIS_MNEMONIC_XADD, ZYDIS_MNEMONIC_CMPXCHG}) {
+        t.push_back({m, Form::RR, W_ALL, 0});
+        t.push_back({m, Form::MR, W_ALL, 0});
+    }
+    for (auto m : {ZYDIS_MNEMONIC_MOV}) {
+        for (Form f : {Form::RR, Form::RI, Form::RM, Form::MR, Form::MI})
+            t.push_back({m, f, W_ALL, 0});
+    }
+    t.push_back({ZYDIS_MNEMONIC_LEA, Form::RM, W_NOT8, 0});
+    for (auto m : {ZYDIS_MNEMONIC_SHLD, ZYDIS_MNEMONIC_SHRD}) {
+        t.push_back({m, Form::RRI, W_48, AF_ | OF_});
+        t.push_back({m, Form::RRCL, W_48, AF_ | OF_});
+    }
+    for (auto m : {ZYDIS_MNEMONIC_CBW, ZYDIS_MNEMONIC_CWDE, ZYDIS_MNEMONIC_CDQE, ZYDIS_MNEMONIC_CWD,
+                   ZYDIS_MNEMONIC_CDQ, ZYDIS_MNEMONIC_CQO, ZYDIS_MNEMONIC_CLC, ZYDIS_MNEMONIC_STC,
+                   ZYDIS_MNEMONIC_CMC, ZYDIS_MNEMONIC_LAHF, ZYDIS_MNEMONIC_SAHF})
+        t.push_back({m, Form::None, 8, 0});
+    t.push_back({ZYDIS_MNEMONIC_PUSH, Form::R, 8, 0});
+    t.push_back({ZYDIS_MNEMONIC_POP, Form::R, 8, 0});
+    t.push_back({ZYDIS_MNEMONIC_PUSH, Form::M, 8, 0});
+    return t;
+}
+
+bool host_has(const char* feature)
+{
+    if (!feature)
+        return true;
+    unsigned a, b, c, d;
+    std::string f = feature;
+    if (f == "popcnt" && __get_cpuid(1, &a, &b, &c, &d))
+        return c & (1u << 23);
+    if (f == "movbe" && __get_cpuid(1, &a, &b, &c, &d))
+        return c & (1u << 22);
+    if (f == "bmi1" && __get_cpuid_count(7, 0, &a, &b, &c, &d))
+        return b & (1u << 3);
+    if (f == "lzcnt" && __get_cpuid(0x80000001, &a, &b, &c, &d))
+        return c & (1u << 5);
+    return false;
+}
+
+} // namespace
+
+uint64_t Generator::value()
+{
+    static const uint64_t specials[] = {0, 1, 2, 0x7f, 0x80, 0xff, 0x7fff, 0x8000, 0xffff, 0x7fffffff, 0x80000000,
+                                        0xffffffff, 0x7fffffffffffffffull, 0x8000000000000000ull, ~0ull, 63, 64, 31};
+    switch (m_rng() % 4) {
+    case 0:
+        return specials[m_rng() % std::size(specials)];
+    case 1:
+        return m_rng() & 0xff;
+    default:
+        return m_rng();
+    }
+}
+
+bool Generator::next(Case& c)
+{
+    static const std::vector<Template> all = templates();
+    const Template& t = all[m_rng() % all.size()];
+    if (!host_has(t.host_feature))
+        return false;
+    unsigned widths[4], nw = 0;
+    for (unsigned w : {1u, 2u, 4u, 8u})
+        if (t.widths & w)
+            widths[nw++] = w;
+    unsigned w = widths[m_rng() % nw];
+
+    ZydisEncoderRequest req;
+    memset(&req, 0, sizeof req);
+    req.machine_mode = ZYDIS_MACHINE_MODE_LONG_64;
+    req.mnemonic = t.mnemonic;
+    auto reg = [&](unsigned bytes) {
+        ZydisEncoderOperand o{};
+        o.type = ZYDIS_OPERAND_TYPE_REGISTER;
+        o.reg.value = sized(k_gpr64[m_rng() % std::size(k_gpr64)], bytes);
+        return o;
+    };
+    auto mem = [&](unsigned bytes) {
+        ZydisEncoderOperand o{};
+        o.type = ZYDIS_OPERAND_TYPE_MEMORY;
+        o.mem.base = ZYDIS_REGISTER_RBX;
+        o.mem.displacement = int64_t(m_rng() % 64) * 8 - 128 + int64_t(m_rng() % 8);
+        o.mem.size = uint16_t(bytes);
+        return o;
+    };
+    auto imm = [&](unsigned bytes) {
+        ZydisEncoderOperand o{};
+        o.type = ZYDIS_OPERAND_TYPE_IMMEDIATE;
+        uint64_t v = value();
+        o.imm.u = bytes >= 4 ? uint64_t(int64_t(int32_t(v))) : v & ((1ull << (8 * bytes)) - 1);
+        return o;
+    };
+    auto cl = [] {
+        ZydisEncoderOperand o{};
+        o.type = ZYDIS_OPERAND_TYPE_REGISTER;
+        o.reg.value = ZYDIS_REGISTER_CL;
+        return o;
+    };
+    auto& ops = req.operands;
+    switch (t.form) {
+    case Form::RR:
+        ops[0] = reg(w);
+        ops[1] = reg(w);
+        req.operand_count = 2;
+        break;
+    case Form::RI:
+        ops[0] = reg(w);
+        ops[1] = imm(t.mnemonic >= ZYDIS_MNEMONIC_BT && t.mnemonic <= ZYDIS_MNEMONIC_BTS ? 1 : w);
+        if (t.mnemonic == ZYDIS_MNEMONIC_SHL || t.mnemonic == ZYDIS_MNEMONIC_SHR || t.mnemonic == ZYDIS_MNEMONIC_SAR ||
+            t.mnemonic == ZYDIS_MNEMONIC_ROL || t.mnemonic == ZYDIS_MNEMONIC_ROR || t.mnemonic == ZYDIS_MNEMONIC_RCL ||
+            t.mnemonic == ZYDIS_MNEMONIC_RCR || t.mnemonic == ZYDIS_MNEMONIC_BT || t.mnemonic == ZYDIS_MNEMONIC_BTS ||
+            t.mnemonic == ZYDIS_MNEMONIC_BTR || t.mnemonic == ZYDIS_MNEMONIC_BTC)
+            ops[1].imm.u &= 0xff;
+        req.operand_count = 2;
+        break;
+    case Form::RM:
+        ops[0] = reg(w);
+        ops[1] = mem(w);
+        req.operand_count = 2;
+        break;
+    case Form::MR:
+        ops[0] = mem(w);
+        ops[1] = reg(w);
+        req.operand_count = 2;
+        break;
+    case Form::MI:
+        ops[0] = mem(w);
+        ops[1] = imm(t.mnemonic >= ZYDIS_MNEMONIC_BT && t.mnemonic <= ZYDIS_MNEMONIC_BTS ? 1 : w);
+        if (t.mnemonic >= ZYDIS_MNEMONIC_BT && t.mnemonic <= ZYDIS_MNEMONIC_BTS)
+            ops[1].imm.u &= 0xff;
+        req.operand_count = 2;
+        break;
+    case Form::R:
+        ops[0] = reg(w);
+        req.operand_count = 1;
+        break;
+    case Form::M:
+        ops[0] = mem(w);
+        req.operand_count = 1;
+        break;
+    case Form::R1:
+        ops[0] = reg(w);
+        ops[1].type = ZYDIS_OPERAND_TYPE_IMMEDIATE;
+        ops[1].imm.u = 1;
+        req.operand_count = 2;
+        break;
+    case Form::RCL:
+        ops[0] = reg(w);
+        ops[1] = cl();
+        req.operand_count = 2;
+        break;
+    case Form::MCL:
+        ops[0] = mem(w);
+        ops[1] = cl();
+        req.operand_count = 2;
+        break;
+    case Form::RRI:
+        ops[0] = reg(w);
+        ops[1] = reg(w);
+        ops[2] = imm(t.mnemonic == ZYDIS_MNEMONIC_IMUL ? w : 1);
+        if (t.mnemonic != ZYDIS_MNEMONIC_IMUL)
+            ops[2].imm.u &= 0xff;
+        req.operand_count = 3;
+        break;
+    case Form::RMI:
+        ops[0] = reg(w);
+        ops[1] = mem(w);
+        ops[2] = imm(w);
+        req.operand_count = 3;
+        break;
+    case Form::RRCL:
+        ops[0] = reg(w);
+        ops[1] = reg(w);
+        ops[2] = cl();
+        req.operand_count = 3;
+        break;
+    case Form::RR8:
+    case Form::RM8: {
+        unsigned src = (w > 2 && m_rng() % 2) ? 2 : 1;
+        ops[0] = reg(w);
+        ops[1] = t.form == Form::RR8 ? reg(src) : mem(src);
+        req.operand_count = 2;
+        break;
+    }
+    case Form::None:
+        req.operand_count = 0;
+        break;
+    }
+    // AH..BH cannot be encoded with REX: the encoder picks SPL etc. instead,
+    // which is fine; byte registers beyond are fine too.
+    uint8_t buf[ZYDIS_MAX_INSTRUCTION_LENGTH];
+    ZyanUSize len = sizeof buf;
+    if (!ZYAN_SUCCESS(ZydisEncoderEncodeInstruction(&req, buf, &len)))
+        return false;
+    c.code.assign(buf, buf + len);
+    ZydisDisassembledInstruction dis;
+    if (ZYAN_SUCCESS(ZydisDisassembleIntel(ZYDIS_MACHINE_MODE_LONG_64, 0, buf, len, &dis)))
+        c.text = dis.text;
+    c.undefined_flags = t.undefined;
+    // Shifts by one define OF.
+    if ((t.mnemonic == ZYDIS_MNEMONIC_SHL || t.mnemonic == ZYDIS_MNEMONIC_SHR || t.mnemonic == ZYDIS_MNEMONIC_SAR) &&
+        t.form == Form::R1)
+        c.undefined_flags &= ~OF_;
+
+    for (auto& r : c.in.regs)
+        r = value();
+    c.in.regs[RSP] = k_stack_top;
+    c.in.regs[RBX] = k_data + 0x100 + (m_rng() % 32) * 8;
+    // Keep the flags the instruction may read realistic: arithmetic bits only.
+    c.in.flags = 2 | (m_rng() & (CF | PF | AF | ZF | SF | OF));
+    for (auto& b : c.in.data)
+        b = uint8_t(m_rng());
+    return true;
+}
+
+// --- native -------------------------------------------------------------------
+
+Outcome run_native(const Case& c)
+{
+    // The harness: save the host stack, load the case's state, run the
+    // instruction, store the state, return. Absolute addresses in the data area.
+    Xbyak::CodeGenerator gen(4096);
+    using namespace Xbyak::util;
+    // xbyak wants the moffs form for rax with an absolute address: encode
+    // "mov rax, [abs32]" / "mov [abs32], rax" by hand (ModRM 04, SIB 25).
+    auto rax_abs = [&](bool load, uint64_t addr) {
+        uint8_t insn[8] = {0x48, uint8_t(load ? 0x8b : 0x89), 0x04, 0x25};
+        uint32_t a = uint32_t(addr);
+        memcpy(insn + 4, &a, 4);
+        gen.db(insn, 8);
+    };
+    // The caller's callee-saved registers survive the case.
+    const Xbyak::Reg64 saved[] = {rbx, rbp, r12, r13, r14, r15};
+    for (auto& r : saved)
+        gen.push(r);
+    gen.mov(rax, k_save);
+    gen.mov(qword[rax], rsp);
+    rax_abs(true, k_in + 16 * 8);
+    gen.push(rax);
+    gen.popfq();
+    const Xbyak::Reg64 regs[16] = {rax, rcx, rdx, rbx, rsp, rbp, rsi, rdi, r8, r9, r10, r11, r12, r13, r14, r15};
+    for (int i = 1; i < 16; i++)
+        gen.mov(regs[i], qword[reinterpret_cast<void*>(k_in + 8 * i)]);
+    rax_abs(true, k_in);
+    gen.db(c.code.data(), c.code.size());
+    rax_abs(false, k_out);
+    for (int i = 1; i < 16; i++)
+        gen.mov(qword[reinterpret_cast<void*>(k_out + 8 * i)], regs[i]);
+    gen.mov(rsp, qword[reinterpret_cast<void*>(k_save)]);
+    gen.pushfq();
+    gen.pop(rax);
+    rax_abs(false, k_out + 16 * 8);
+    for (int i = 5; i >= 0; i--)
+        gen.pop(saved[i]);
+    gen.ret();
+    gen.setProtectModeRE();
+
+    // One page the child and the parent share for the result.
+    auto* shared = static_cast<uint8_t*>(
+        mmap(nullptr, k_region, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0));
+    Outcome out;
+    pid_t pid = fork();
+    if (pid == 0) {
+        // Faults must kill the child so the parent sees the signal (test
+        // frameworks install handlers of their own).
+        for (int sig : {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGTRAP})
+            signal(sig, SIG_DFL);
+        void* area = mmap(reinterpret_cast<void*>(k_data), k_region, PROT_READ | PROT_WRITE,
+                          MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
+        if (area != reinterpret_cast<void*>(k_data))
+            _exit(99);
+        memcpy(area, c.in.data, k_data_size);
+        memcpy(static_cast<uint8_t*>(area) + 0x2000, c.in.regs, 16 * 8);
+        memcpy(static_cast<uint8_t*>(area) + 0x2000 + 16 * 8, &c.in.flags, 8);
+        auto fn = reinterpret_cast<void (*)()>(const_cast<uint8_t*>(gen.getCode()));
+        fn();
+        memcpy(shared, area, k_region);
+        _exit(0);
+    }
+    int status = 0;
+    waitpid(pid, &status, 0);
+    if (WIFSIGNALED(status)) {
+        out.faulted = true;
+        out.fault = WTERMSIG(status);
+    } else if (WIFEXITED(status) && WEXITSTATUS(status) == 0) {
+        memcpy(out.out.data, shared, k_data_size);
+        memcpy(out.out.regs, shared + 0x2100, 16 * 8);
+        memcpy(&out.out.flags, shared + 0x2100 + 16 * 8, 8);
+    } else {
+        out.faulted = true;
+        out.fault = -WEXITSTATUS(status);
+    }
+    munmap(shared, k_region);
+    return out;
+}
+
+// --- engine -------------------------------------------------------------------
+
+Outcome run_engine(const Case& c)
+{
+    test::TestBus bus;
+    Vcpu cpu(bus, *find_cpu_model("max"));
+    test::enter_long_mode(cpu, bus);
+    CpuState& s = cpu.state();
+    bus.write(k_data, c.in.data, k_data_size);
+    std::vector<uint8_t> code = c.code;
+    code.push_back(0xf4); // hlt
+    bus.write(test::k_code, code.data(), code.size());
+    memcpy(s.regs, c.in.regs, sizeof s.regs);
+    write_eflags(s, c.in.flags, ARITH_FLAGS);
+    s.rip = test::k_code;
+    Outcome out;
+    VcpuExit exit = cpu.run(1000);
+    int vector = test::halted_in_stub(cpu);
+    if (exit != VcpuExit::Halted || vector >= 0) {
+        out.faulted = true;
+        out.fault = exit == VcpuExit::Halted ? vector : -1;
+        return out;
+    }
+    memcpy(out.out.regs, s.regs, sizeof s.regs);
+    out.out.flags = read_eflags(s);
+    for (size_t i = 0; i < k_data_size; i++) {
+        bool w;
+        uint64_t gpa = k_data + i;
+        out.out.data[i] = bus.ram_page(gpa, w)[gpa & 0xfff];
+    }
+    return out;
+}
+
+// --- comparison ---------------------------------------------------------------
+
+std::string compare(const Case& c, const Outcome& native, const Outcome& engine)
+{
+    std::string diff;
+    static const char* names[16] = {"rax", "rcx", "rdx", "rbx", "rsp", "rbp", "rsi", "rdi",
+                                    "r8",  "r9",  "r10", "r11", "r12", "r13", "r14", "r15"};
+    if (native.faulted || engine.faulted) {
+        // Signals as the host reports the vectors: #DE SIGFPE, #UD SIGILL,
+        // #GP/#PF/#SS SIGSEGV (or SIGBUS).
+        auto signal_of = [](int vector) {
+            switch (vector) {
+            case 0:
+                return SIGFPE;
+            case 6:
+                return SIGILL;
+            case 3:
+            case 1:
+                return SIGTRAP;
+            default:
+                return SIGSEGV;
+            }
+        };
+        if (native.faulted != engine.faulted)
+            diff += fmt::format("  fault: native {} ({}), engine {} (vector {})\n", native.faulted,
+                                native.faulted ? strsignal(native.fault) : "-", engine.faulted, engine.fault);
+        else if (signal_of(engine.fault) != native.fault && !(native.fault == SIGBUS && engine.fault == 13))
+            diff += fmt::format("  fault: native {}, engine vector {}\n", strsignal(native.fault), engine.fault);
+    } else {
+        for (int i = 0; i < 16; i++)
+            if (native.out.regs[i] != engine.out.regs[i])
+                diff += fmt::format("  {}: native {:#x}, engine {:#x} (was {:#x})\n", names[i], native.out.regs[i],
+                                    engine.out.regs[i], c.in.regs[i]);
+        uint64_t care = ARITH_FLAGS & ~c.undefined_flags;
+        if ((native.out.flags ^ engine.out.flags) & care)
+            diff += fmt::format("  flags: native {:#x}, engine {:#x} (was {:#x}, compared {:#x})\n",
+                                native.out.flags & care, engine.out.flags & care, c.in.flags, care);
+        for (size_t i = 0; i < k_data_size; i++)
+            if (native.out.data[i] != engine.out.data[i]) {
+                diff += fmt::format("  memory {:#x}: native {:#04x}, engine {:#04x}\n", k_data + i,
+                                    native.out.data[i], engine.out.data[i]);
+                break;
+            }
+    }
+    if (diff.empty())
+        return diff;
+    std::string bytes;
+    for (uint8_t b : c.code)
+        bytes += fmt::format("{:02x} ", b);
+    return fmt::format("{} [{}]\n{}", c.text, bytes, diff);
+}
+
+} // namespace emu::difftest

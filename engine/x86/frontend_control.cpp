@@ -26,7 +26,7 @@ bool is_far(const Emitter& e)
 bool emit_jmp(Emitter& e)
 {
     if (is_far(e))
-        return false; // far jumps arrive with segment loading
+        return emit_far(e, false);
     uint64_t target;
     if (relative_target(e, target)) {
         e.exit_jump(target);
@@ -77,7 +77,7 @@ bool emit_loop(Emitter& e)
 bool emit_call(Emitter& e)
 {
     if (is_far(e))
-        return false;
+        return emit_far(e, true);
     unsigned n = e.opsize();
     uint64_t target;
     if (relative_target(e, target)) {
@@ -94,7 +94,7 @@ bool emit_call(Emitter& e)
 bool emit_ret(Emitter& e)
 {
     if (e.insn.meta.branch_type == ZYDIS_BRANCH_TYPE_FAR)
-        return false;
+        return emit_far_return(e);
     unsigned n = e.opsize();
     V target = e.pop(n);
     if (e.insn.operand_count_visible > 0 && e.op[0].type == ZYDIS_OPERAND_TYPE_IMMEDIATE) {

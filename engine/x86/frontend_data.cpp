@@ -20,6 +20,8 @@ bool is_control_register(const ZydisDecodedOperand& o)
 
 bool emit_mov(Emitter& e)
 {
+    if (segment_operand(e.op[0]) >= 0 || segment_operand(e.op[1]) >= 0)
+        return emit_mov_sreg(e);
     if (is_control_register(e.op[0])) {
         e.call(Helper::MovToCr, e.k(e.op[0].reg.value - ZYDIS_REGISTER_CR0), e.read(1));
         e.exit_loop(); // paging or the mode may have changed
@@ -30,7 +32,7 @@ bool emit_mov(Emitter& e)
         e.write(0, v);
         return true;
     }
-    // Segment and debug registers arrive with the mode-switching work.
+    // Debug registers: not yet.
     if (e.op[0].type == ZYDIS_OPERAND_TYPE_REGISTER && !is_gpr(e.op[0]))
         return false;
     V v = e.read(1);
@@ -142,15 +144,19 @@ bool emit_movbe(Emitter& e)
 
 bool emit_push(Emitter& e)
 {
+    if (segment_operand(e.op[0]) >= 0)
+        return emit_push_sreg(e);
     V v = e.read(0);
     if (v == UINT32_MAX)
-        return false; // segment registers: later
+        return false;
     e.push(v, e.opsize());
     return true;
 }
 
 bool emit_pop(Emitter& e)
 {
+    if (segment_operand(e.op[0]) >= 0)
+        return emit_pop_sreg(e);
     if (!is_gpr(e.op[0]) && e.op[0].type != ZYDIS_OPERAND_TYPE_MEMORY)
         return false;
     V v = e.pop(e.opsize());

@@ -70,6 +70,15 @@ struct Emitter {
     void exit_cond(V taken, uint64_t target, uint64_t fallthrough);
     void exit_indirect(V target);
     void exit_loop(); // continue at next_rip through the run loop
+    void exit_to_state() // a helper set RIP: back to the run loop
+    {
+        b.emit(Opcode::ExitLoop);
+        end_block = true;
+    }
+    V selector(int seg)
+    {
+        return zext(b.emit(Opcode::LoadField, Arg::imm(offsetof(CpuState, seg) + seg * sizeof(Segment))), 2);
+    }
     V call(Helper h, V a = UINT32_MAX, V c = UINT32_MAX, V d = UINT32_MAX);
     uint64_t ip_mask() const { return (hflags & HF_CS64) ? ~0ull : (hflags & HF_CS32) ? 0xffffffffull : 0xffffull; }
 
@@ -89,6 +98,14 @@ GprRef gpr_ref(ZydisRegister r);
 // An emitter returns false when it does not handle this form: the
 // instruction then raises #UD (logged once per mnemonic).
 using EmitFn = bool (*)(Emitter& e);
+
+// Forms reached from other emitters (frontend_segment.cpp).
+int segment_operand(const ZydisDecodedOperand& o);
+bool emit_mov_sreg(Emitter& e);
+bool emit_push_sreg(Emitter& e);
+bool emit_pop_sreg(Emitter& e);
+bool emit_far(Emitter& e, bool call);
+bool emit_far_return(Emitter& e);
 
 // Emitters, by domain (frontend_alu.cpp, frontend_data.cpp, frontend_control.cpp, frontend_system.cpp).
 #define INSN(mnemonic, fn) bool fn(Emitter& e);

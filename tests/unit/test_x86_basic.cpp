@@ -277,3 +277,26 @@ TEST_CASE("real mode: 16-bit code with segments")
     CHECK((s.regs[RAX] & 0xffff) == 0x1244);
     CHECK((bus.read64(0x500) & 0xffff) == 0x1244);
 }
+
+TEST_CASE("bare metal: real -> protected -> long mode, gates, rings, syscall")
+{
+    // tests/baremetal/modeswitch.asm, assembled by nasm at build time.
+    FILE* f = fopen(EMU_BAREMETAL_DIR "/modeswitch.bin", "rb");
+    REQUIRE(f != nullptr);
+    std::vector<uint8_t> image(65536);
+    image.resize(fread(image.data(), 1, image.size(), f));
+    fclose(f);
+    TestBus bus;
+    Vcpu cpu(bus, *find_cpu_model("qemu64"));
+    bus.write(0x7c00, image.data(), image.size());
+    CpuState& s = cpu.state();
+    s.seg[CS].selector = 0;
+    s.seg[CS].base = 0;
+    s.rip = 0x7c00;
+    update_hflags(s);
+    VcpuExit exit = cpu.run(10'000'000);
+    CHECK(exit == VcpuExit::Halted);
+    CHECK(bus.console == "RPDLIFUS");
+    CHECK(bus.exit_code == 0);
+    CHECK((s.hflags & HF_CS64) != 0);
+}

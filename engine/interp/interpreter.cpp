@@ -141,6 +141,9 @@ op_Select:
 op_BoolToInt:
     F[op->dst] = F[op->a] & 1;
     NEXT;
+op_NotBool:
+    F[op->dst] = !F[op->a];
+    NEXT;
 op_Load8:
     if (!mmu.load(F[op->a], 1, v))
         goto fault;

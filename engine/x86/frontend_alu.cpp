@@ -157,6 +157,33 @@ bool emit_rotate(Emitter& e)
                      : e.insn.mnemonic == ZYDIS_MNEMONIC_RCL ? 2
                                                              : 3;
     V a = e.read(0), count = e.read(1);
+    unsigned bits = 8 * n;
+    if (which <= 1 && e.op[1].type == ZYDIS_OPERAND_TYPE_IMMEDIATE) {
+        // rol/ror by a constant: inline. Only CF and OF change.
+        unsigned c = unsigned(e.op[1].imm.value.u) & (n == 8 ? 63 : 31);
+        if (c == 0) {
+            e.write(0, a); // no change, but a 32-bit register is still zero-extended
+            return true;
+        }
+        unsigned r = c % bits;
+        unsigned left = which == 0 ? r : (bits - r) % bits;
+        V res = a;
+        if (left)
+            res = e.zext(e.op2(Opcode::Or, e.op2(Opcode::Shl, a, e.k(left)), e.op2(Opcode::Shr, a, e.k(bits - left))), n);
+        e.write(0, res);
+        V msb = e.op2(Opcode::And, e.op2(Opcode::Shr, res, e.k(bits - 1)), e.k(1));
+        V cf, of;
+        if (which == 0) {
+            cf = e.op2(Opcode::And, res, e.k(1));
+            of = e.op2(Opcode::Xor, msb, cf);
+        } else {
+            cf = msb;
+            of = e.op2(Opcode::And, e.op2(Opcode::Xor, msb, e.op2(Opcode::Shr, res, e.k(bits - 2))), e.k(1));
+        }
+        V flags = e.op2(Opcode::Or, cf, e.op2(Opcode::Shl, of, e.k(11)));
+        e.b.emit(Opcode::SetEflags, Arg::value(flags), Arg::imm(CF | OF));
+        return true;
+    }
     V res = e.call(Helper::Rotate, a, count, e.k(n | which << 8));
     V flags = e.call(Helper::Rotate, a, count, e.k(n | which << 8 | 1 << 16));
     e.write(0, res);
@@ -337,7 +364,16 @@ bool emit_bitscan(Emitter& e)
         which = 4;
         break;
     }
-    V res = e.call(Helper::BitScan, e.read(1), e.k(n | which << 8), e.read(0));
+    V src = e.read(1);
+    V res = e.call(Helper::BitScan, src, e.k(n | which << 8), e.read(0));
+    if (which <= 1 && n == 4 && e.op[0].type == ZYDIS_OPERAND_TYPE_REGISTER) {
+        // bsf/bsr of zero leave the destination alone: not even zero-extended.
+        GprRef r = gpr_ref(e.op[0].reg.value);
+        V zero = e.op2(Opcode::CmpEq, src, e.k(0));
+        e.set(r.index, e.b.emit(Opcode::Select, Arg::value(zero), Arg::value(e.get(r.index)),
+                                Arg::value(e.op1(Opcode::ZExt32, res))));
+        return true;
+    }
     e.write(0, res);
     return true;
 }

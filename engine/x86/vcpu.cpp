@@ -1,6 +1,7 @@
 #include "engine/x86/vcpu.h"
 
 #include "common/log.h"
+#include "engine/ir/passes.h"
 #include "engine/x86/interrupts.h"
 
 #include <algorithm>
@@ -127,6 +128,7 @@ Vcpu::Block* Vcpu::find_block()
             abort();
         }
 #endif
+        ir::optimize(tb.ir);
         auto fresh = std::make_unique<Block>();
         fresh->code = interp::compile(tb.ir);
         fresh->key = key;
@@ -177,8 +179,9 @@ VcpuExit Vcpu::run(uint64_t max_instructions)
     CpuState& s = m_state;
     uint64_t start = m_env.instructions;
     for (;;) {
-        m_graveyard.clear();
-        if (m_kick.exchange(false, std::memory_order_acq_rel))
+        if (!m_graveyard.empty())
+            m_graveyard.clear();
+        if (m_kick.load(std::memory_order_relaxed) && m_kick.exchange(false, std::memory_order_acq_rel))
             return VcpuExit::Kicked;
         if (m_env.instructions - start >= max_instructions)
             return VcpuExit::Budget;
@@ -193,7 +196,8 @@ VcpuExit Vcpu::run(uint64_t max_instructions)
                 return VcpuExit::TripleFault;
             continue;
         }
-        if (take_interrupts())
+        if ((s.interrupt_shadow || m_nmi.load(std::memory_order_relaxed) || ((s.eflags & IF) && m_irq)) &&
+            take_interrupts())
             continue;
         if (s.halted)
             return VcpuExit::Halted;

@@ -1,0 +1,116 @@
+// storage/block_driver.h — the interface every driver implements.
+//
+// Drivers stack: a format driver (raw, qcow2) reads and writes its image
+// through a protocol driver (file; nbd later), and a qcow2 image may have a
+// backing driver below it. Offsets and sizes are in bytes of the driver's own
+// address space (the guest view for a format driver, the file for a protocol
+// driver). Drivers are not thread-safe: BlockBackend serializes calls.
+#pragma once
+
+#include "storage/error.h"
+
+#include <cstdint>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace emu::storage {
+
+// What one run of bytes starting at a queried offset looks like.
+struct BlockStatus {
+    uint64_t length = 0;     // bytes from the queried offset sharing this status
+    bool allocated = false;  // this layer decides the contents (false: its backing does)
+    bool zero = false;       // reads as zeroes
+    bool data = false;       // stored as data in a file
+    std::optional<uint64_t> host_offset; // where, in file(), when stored uncompressed
+};
+
+struct SnapshotInfo {
+    std::string id;
+    std::string name;
+    uint64_t vm_state_size = 0;
+    uint32_t date_sec = 0;
+    uint32_t date_nsec = 0;
+    uint64_t vm_clock_nsec = 0;
+    uint32_t icount_valid = 0; // 1 when icount is present
+    uint64_t icount = 0;
+    uint64_t disk_size = 0;
+};
+
+struct Qcow2Specific {
+    std::string compat;           // "0.10" or "1.1"
+    std::string compression_type; // "zlib" or "zstd"
+    bool lazy_refcounts = false;
+    int refcount_bits = 16;
+    bool corrupt = false;
+    bool extended_l2 = false;
+};
+
+struct ImageInfo {
+    std::string format;
+    uint64_t virtual_size = 0;
+    std::optional<uint64_t> cluster_size;
+    bool dirty = false;
+    std::string backing_filename;      // as written in the image
+    std::string full_backing_filename; // resolved against the image's directory
+    std::string backing_format;        // from the image, if recorded
+    std::optional<Qcow2Specific> qcow2;
+    std::vector<SnapshotInfo> snapshots;
+};
+
+enum class CheckRepair { None, Leaks, All };
+
+struct CheckResult {
+    uint64_t corruptions = 0;
+    uint64_t leaks = 0;
+    uint64_t check_errors = 0;
+    uint64_t corruptions_fixed = 0;
+    uint64_t leaks_fixed = 0;
+    uint64_t image_end_offset = 0;
+    uint64_t total_clusters = 0;
+    uint64_t allocated_clusters = 0;
+    uint64_t fragmented_clusters = 0;
+    uint64_t compressed_clusters = 0;
+    std::vector<std::string> messages; // one line per finding, qemu-img's wording
+};
+
+class BlockDriver {
+public:
+    virtual ~BlockDriver() = default;
+
+    virtual std::string_view format_name() const = 0; // "file", "raw", "qcow2"
+    virtual const std::string& filename() const = 0;
+    virtual uint64_t size() const = 0;
+    virtual bool read_only() const = 0;
+
+    virtual Result<void> read(uint64_t offset, std::span<uint8_t> buf) = 0;
+    virtual Result<void> write(uint64_t offset, std::span<const uint8_t> buf) = 0;
+    // may_unmap: the range may be deallocated instead of written.
+    virtual Result<void> write_zeroes(uint64_t offset, uint64_t bytes, bool may_unmap) = 0;
+    // Contents of discarded ranges are unspecified afterwards (zero or backing data).
+    virtual Result<void> discard(uint64_t offset, uint64_t bytes) = 0;
+    virtual Result<void> flush() = 0;
+    // Status of [offset, offset+bytes); the answer may cover a shorter prefix.
+    virtual Result<BlockStatus> block_status(uint64_t offset, uint64_t bytes) = 0;
+    // Writes back metadata and marks the image clean. Called by the owner before
+    // destruction; the destructor only does best effort.
+    virtual Result<void> close() { return flush(); }
+
+    virtual BlockDriver* backing() { return nullptr; }
+    virtual BlockDriver* file() { return nullptr; }
+    // Bytes the image takes on the host ("disk size" of qemu-img info).
+    virtual uint64_t allocated_bytes() const;
+    virtual ImageInfo info() const;
+    virtual Result<CheckResult> check(CheckRepair repair)
+    {
+        return fail("This image format does not support checks");
+    }
+};
+
+// Reads through the chain: zeroes beyond a driver's size (a backing image may
+// be shorter than its overlay).
+Result<void> read_clamped(BlockDriver& drv, uint64_t offset, std::span<uint8_t> buf);
+
+} // namespace emu::storage

@@ -2,6 +2,7 @@
 
 #include "common/log.h"
 #include "engine/x86/frontend_internal.h"
+#include "engine/x86/hostexec.h"
 
 #include <array>
 #include <atomic>
@@ -351,6 +352,11 @@ bool translate_block(CpuEnv& env, TranslatedBlock& out, unsigned max_insns)
         EmitFn fn = table[insn.mnemonic];
         size_t mark = out.ir.insts.size();
         bool ok = fn && fn(e);
+        if (!ok && host_executable(insn)) {
+            out.ir.insts.resize(mark);
+            std::fill(std::begin(e.m_addr_valid), std::end(e.m_addr_valid), false);
+            ok = emit_hostexec(e);
+        }
         if (!ok) {
             // Not implemented: roll back what the emitter began, raise #UD.
             out.ir.insts.resize(mark);

@@ -5,6 +5,7 @@
 #include "engine/x86/interrupts.h"
 
 #include <algorithm>
+#include <cstring>
 
 namespace emu::x86 {
 
@@ -42,6 +43,13 @@ void Vcpu::reset()
     s.gdtr.limit = 0xffff;
     s.ldtr.attr = 0x82;
     s.tr.attr = 0x8b;
+    // x87 and SSE as after FNINIT: all exceptions masked, round to nearest.
+    uint16_t fcw = 0x037f;
+    uint32_t mxcsr = 0x1f80;
+    memcpy(s.fx, &fcw, 2);
+    memcpy(s.fx + 24, &mxcsr, 4);
+    uint32_t mxcsr_mask = 0xffff;
+    memcpy(s.fx + 28, &mxcsr_mask, 4);
     CpuidResult id = m_env.model.query(1, 0, 0, 1);
     s.regs[RDX] = id.eax; // the processor signature, as after RESET
     update_hflags(s);

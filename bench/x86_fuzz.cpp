@@ -16,7 +16,7 @@ int main(int argc, char** argv)
     uint64_t seed = argc > 2 ? strtoull(argv[2], nullptr, 0) : uint64_t(time(nullptr));
     printf("x86_fuzz: %ld cases, seed %llu\n", count, (unsigned long long)seed);
     Generator gen(seed);
-    long done = 0, failures = 0;
+    long done = 0, failures = 0, sse = 0, faults = 0;
     std::map<std::string, long> failing;
     auto start = std::chrono::steady_clock::now();
     while (done < count) {
@@ -24,7 +24,10 @@ int main(int argc, char** argv)
         if (!gen.next(c))
             continue;
         done++;
-        std::string diff = compare(c, run_native(c), run_engine(c));
+        sse += c.sse;
+        Outcome native = run_native(c);
+        faults += native.faulted;
+        std::string diff = compare(c, native, run_engine(c));
         if (!diff.empty()) {
             if (++failures <= 20)
                 fputs(diff.c_str(), stdout);
@@ -36,7 +39,7 @@ int main(int argc, char** argv)
             fflush(stdout);
         }
     }
-    printf("x86_fuzz: %ld cases, %ld failures\n", done, failures);
+    printf("x86_fuzz: %ld cases (%ld SSE, %ld faulting natively), %ld failures\n", done, sse, faults, failures);
     for (auto& [m, n] : failing)
         printf("  %s: %ld\n", m.c_str(), n);
     return failures ? 1 : 0;

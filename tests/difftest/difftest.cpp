@@ -20,6 +20,7 @@ using namespace emu::x86;
 namespace {
 
 constexpr uint64_t k_in = k_data + 0x2000, k_out = k_data + 0x2100, k_save = k_data + 0x2200;
+constexpr uint64_t k_fx_in = k_data + 0x2400, k_fx_out = k_data + 0x2600;
 constexpr uint64_t k_region = 0x3000; // data, stack, contexts
 constexpr uint64_t AF_ = AF, OF_ = OF, SF_ = SF, ZF_ = ZF, PF_ = PF, CF_ = CF;
 
@@ -51,14 +52,15 @@ ZydisRegister sized(ZydisRegister r64, unsigned bytes)
     }
 }
 
-enum class Form { RR, RI, RM, MR, MI, R, M, RCL, MCL, R1, RRI, RMI, RRCL, None, RR8, RM8 };
+enum class Form { RR, RI, RM, MR, MI, R, M, RCL, MCL, R1, RRI, RMI, RRCL, None, RR8, RM8,
+                  XX, XM, XXI, XMI, XI, GX, XG };
 
 struct Template {
     ZydisMnemonic mnemonic;
     Form form;
     unsigned widths; // bit mask of operand bytes: 1 2 4 8
     uint64_t undefined;
-    const char* host_feature = nullptr; // "lzcnt", "bmi1", "popcnt", "movbe"
+    const char* host_feature = nullptr; // "lzcnt", "bmi1", "popcnt", "movbe", "sse4.1", "sse4.2", "ssse3"
 };
 
 constexpr unsigned W_ALL = 1 | 2 | 4 | 8, W_NOT8 = 2 | 4 | 8, W_48 = 4 | 8;
@@ -142,6 +144,37 @@ std::vector<Template> templates()
     t.push_back({ZYDIS_MNEMONIC_PUSH, Form::R, 8, 0});
     t.push_back({ZYDIS_MNEMONIC_POP, Form::R, 8, 0});
     t.push_back({ZYDIS_MNEMONIC_PUSH, Form::M, 8, 0});
+    // SSE family: executed on the host unit (engine/x86/hostexec).
+    for (auto m : {ZYDIS_MNEMONIC_ADDPS, ZYDIS_MNEMONIC_ADDPD, ZYDIS_MNEMONIC_SUBPS, ZYDIS_MNEMONIC_MULPD,
+                   ZYDIS_MNEMONIC_DIVPS, ZYDIS_MNEMONIC_MINPS, ZYDIS_MNEMONIC_MAXPD, ZYDIS_MNEMONIC_SQRTPS,
+                   ZYDIS_MNEMONIC_ANDPS, ZYDIS_MNEMONIC_ORPD, ZYDIS_MNEMONIC_XORPS, ZYDIS_MNEMONIC_ADDSD,
+                   ZYDIS_MNEMONIC_MULSS, ZYDIS_MNEMONIC_PADDB, ZYDIS_MNEMONIC_PADDQ, ZYDIS_MNEMONIC_PSUBW,
+                   ZYDIS_MNEMONIC_PMULLW, ZYDIS_MNEMONIC_PMULUDQ, ZYDIS_MNEMONIC_PAND, ZYDIS_MNEMONIC_PXOR,
+                   ZYDIS_MNEMONIC_PCMPEQB, ZYDIS_MNEMONIC_PCMPGTD, ZYDIS_MNEMONIC_PUNPCKLBW, ZYDIS_MNEMONIC_PACKSSWB,
+                   ZYDIS_MNEMONIC_PMADDWD, ZYDIS_MNEMONIC_PAVGB, ZYDIS_MNEMONIC_PMINUB, ZYDIS_MNEMONIC_PMAXSW,
+                   ZYDIS_MNEMONIC_CVTDQ2PS, ZYDIS_MNEMONIC_CVTPS2DQ, ZYDIS_MNEMONIC_CVTTPS2DQ,
+                   ZYDIS_MNEMONIC_UNPCKLPS, ZYDIS_MNEMONIC_MOVAPS, ZYDIS_MNEMONIC_MOVDQU}) {
+        t.push_back({m, Form::XX, 16, 0});
+        t.push_back({m, Form::XM, 16, 0});
+    }
+    for (auto m : {ZYDIS_MNEMONIC_PSHUFD, ZYDIS_MNEMONIC_SHUFPS, ZYDIS_MNEMONIC_CMPPS})
+        t.push_back({m, Form::XXI, 16, 0});
+    for (auto m : {ZYDIS_MNEMONIC_PSLLW, ZYDIS_MNEMONIC_PSRLD, ZYDIS_MNEMONIC_PSRAW, ZYDIS_MNEMONIC_PSRLDQ})
+        t.push_back({m, Form::XI, 16, 0});
+    for (auto m : {ZYDIS_MNEMONIC_COMISD, ZYDIS_MNEMONIC_UCOMISS})
+        t.push_back({m, Form::XX, 16, OF_ | SF_ | AF_});
+    t.push_back({ZYDIS_MNEMONIC_CVTTSD2SI, Form::GX, 4 | 8, 0});
+    t.push_back({ZYDIS_MNEMONIC_MOVMSKPS, Form::GX, 4, 0});
+    t.push_back({ZYDIS_MNEMONIC_CVTSI2SD, Form::XG, 4 | 8, 0});
+    t.push_back({ZYDIS_MNEMONIC_MOVQ, Form::XG, 8, 0});
+    for (auto m : {ZYDIS_MNEMONIC_PSHUFB, ZYDIS_MNEMONIC_PABSD, ZYDIS_MNEMONIC_PHADDW})
+        t.push_back({m, Form::XX, 16, 0, "ssse3"});
+    t.push_back({ZYDIS_MNEMONIC_PALIGNR, Form::XXI, 16, 0, "ssse3"});
+    for (auto m : {ZYDIS_MNEMONIC_PMULLD, ZYDIS_MNEMONIC_PMINSD, ZYDIS_MNEMONIC_PCMPEQQ, ZYDIS_MNEMONIC_PMAXUW})
+        t.push_back({m, Form::XX, 16, 0, "sse4.1"});
+    t.push_back({ZYDIS_MNEMONIC_PTEST, Form::XX, 16, OF_ | SF_ | AF_ | PF_, "sse4.1"});
+    t.push_back({ZYDIS_MNEMONIC_ROUNDSD, Form::XXI, 16, 0, "sse4.1"});
+    t.push_back({ZYDIS_MNEMONIC_PCMPGTQ, Form::XX, 16, 0, "sse4.2"});
     return t;
 }
 
@@ -159,6 +192,12 @@ bool host_has(const char* feature)
         return b & (1u << 3);
     if (f == "lzcnt" && __get_cpuid(0x80000001, &a, &b, &c, &d))
         return c & (1u << 5);
+    if (f == "ssse3" && __get_cpuid(1, &a, &b, &c, &d))
+        return c & (1u << 9);
+    if (f == "sse4.1" && __get_cpuid(1, &a, &b, &c, &d))
+        return c & (1u << 19);
+    if (f == "sse4.2" && __get_cpuid(1, &a, &b, &c, &d))
+        return c & (1u << 20);
     return false;
 }
 
@@ -184,8 +223,8 @@ bool Generator::next(Case& c)
     const Template& t = all[m_rng() % all.size()];
     if (!host_has(t.host_feature))
         return false;
-    unsigned widths[4], nw = 0;
-    for (unsigned w : {1u, 2u, 4u, 8u})
+    unsigned widths[5], nw = 0;
+    for (unsigned w : {1u, 2u, 4u, 8u, 16u})
         if (t.widths & w)
             widths[nw++] = w;
     unsigned w = widths[m_rng() % nw];
@@ -213,6 +252,21 @@ bool Generator::next(Case& c)
         o.type = ZYDIS_OPERAND_TYPE_IMMEDIATE;
         uint64_t v = value();
         o.imm.u = bytes >= 4 ? uint64_t(int64_t(int32_t(v))) : v & ((1ull << (8 * bytes)) - 1);
+        return o;
+    };
+    auto xmm = [&]() {
+        ZydisEncoderOperand o{};
+        o.type = ZYDIS_OPERAND_TYPE_REGISTER;
+        o.reg.value = ZydisRegister(ZYDIS_REGISTER_XMM0 + m_rng() % 16);
+        return o;
+    };
+    auto xmem = [&]() {
+        ZydisEncoderOperand o{};
+        o.type = ZYDIS_OPERAND_TYPE_MEMORY;
+        o.mem.base = ZYDIS_REGISTER_RBX;
+        // Mostly aligned (legacy SSE requires it); sometimes not, to see #GP.
+        o.mem.displacement = int64_t(m_rng() % 16) * 16 - 128 + (m_rng() % 8 == 0 ? 8 : 0);
+        o.mem.size = 16;
         return o;
     };
     auto cl = [] {
@@ -310,6 +364,40 @@ bool Generator::next(Case& c)
     case Form::None:
         req.operand_count = 0;
         break;
+    case Form::XX:
+        ops[0] = xmm();
+        ops[1] = xmm();
+        req.operand_count = 2;
+        break;
+    case Form::XM:
+        ops[0] = xmm();
+        ops[1] = xmem();
+        req.operand_count = 2;
+        break;
+    case Form::XXI:
+    case Form::XMI:
+        ops[0] = xmm();
+        ops[1] = t.form == Form::XXI ? xmm() : xmem();
+        ops[2] = imm(1);
+        ops[2].imm.u &= t.mnemonic == ZYDIS_MNEMONIC_CMPPS ? 7 : t.mnemonic == ZYDIS_MNEMONIC_ROUNDSD ? 15 : 0xff;
+        req.operand_count = 3;
+        break;
+    case Form::XI:
+        ops[0] = xmm();
+        ops[1] = imm(1);
+        ops[1].imm.u &= 0x3f;
+        req.operand_count = 2;
+        break;
+    case Form::GX:
+        ops[0] = reg(w);
+        ops[1] = xmm();
+        req.operand_count = 2;
+        break;
+    case Form::XG:
+        ops[0] = xmm();
+        ops[1] = reg(w);
+        req.operand_count = 2;
+        break;
     }
     // AH..BH cannot be encoded with REX: the encoder picks SPL etc. instead,
     // which is fine; byte registers beyond are fine too.
@@ -322,6 +410,7 @@ bool Generator::next(Case& c)
     if (ZYAN_SUCCESS(ZydisDisassembleIntel(ZYDIS_MACHINE_MODE_LONG_64, 0, buf, len, &dis)))
         c.text = dis.text;
     c.undefined_flags = t.undefined;
+    c.sse = t.form >= Form::XX;
     // Shifts by one define OF.
     if ((t.mnemonic == ZYDIS_MNEMONIC_SHL || t.mnemonic == ZYDIS_MNEMONIC_SHR || t.mnemonic == ZYDIS_MNEMONIC_SAR) &&
         t.form == Form::R1)
@@ -335,6 +424,22 @@ bool Generator::next(Case& c)
     c.in.flags = 2 | (m_rng() & (CF | PF | AF | ZF | SF | OF));
     for (auto& b : c.in.data)
         b = uint8_t(m_rng());
+    // x87/SSE as after FNINIT (everything masked), XMM registers random with
+    // some special floating-point values mixed in.
+    memset(c.in.fx, 0, sizeof c.in.fx);
+    uint16_t fcw = 0x037f;
+    uint32_t mxcsr = 0x1f80 | (m_rng() % 4 == 0 ? 0x6000 : 0); // sometimes round toward zero
+    uint32_t mxcsr_mask = 0xffff;
+    memcpy(c.in.fx, &fcw, 2);
+    memcpy(c.in.fx + 24, &mxcsr, 4);
+    memcpy(c.in.fx + 28, &mxcsr_mask, 4);
+    static const uint64_t fp_specials[] = {0x7ff8000000000000ull, 0x7ff0000000000000ull, 0x8000000000000000ull,
+                                           0x0000000000000001ull, 0x3ff0000000000000ull, 0x7fc000007f800000ull,
+                                           0x00000001ff800000ull};
+    for (int i = 0; i < 32; i++) {
+        uint64_t v = m_rng() % 5 == 0 ? fp_specials[m_rng() % std::size(fp_specials)] : value();
+        memcpy(c.in.fx + 160 + 8 * i, &v, 8);
+    }
     return true;
 }
 
@@ -360,6 +465,8 @@ Outcome run_native(const Case& c)
         gen.push(r);
     gen.mov(rax, k_save);
     gen.mov(qword[rax], rsp);
+    gen.mov(rax, k_fx_in);
+    gen.fxrstor(ptr[rax]);
     rax_abs(true, k_in + 16 * 8);
     gen.push(rax);
     gen.popfq();
@@ -372,6 +479,10 @@ Outcome run_native(const Case& c)
     for (int i = 1; i < 16; i++)
         gen.mov(qword[reinterpret_cast<void*>(k_out + 8 * i)], regs[i]);
     gen.mov(rsp, qword[reinterpret_cast<void*>(k_save)]);
+    gen.mov(rax, k_fx_out);
+    gen.db(0x0f);
+    gen.db(0xae);
+    gen.db(0x00); // fxsave [rax]
     gen.pushfq();
     gen.pop(rax);
     rax_abs(false, k_out + 16 * 8);
@@ -397,6 +508,7 @@ Outcome run_native(const Case& c)
         memcpy(area, c.in.data, k_data_size);
         memcpy(static_cast<uint8_t*>(area) + 0x2000, c.in.regs, 16 * 8);
         memcpy(static_cast<uint8_t*>(area) + 0x2000 + 16 * 8, &c.in.flags, 8);
+        memcpy(static_cast<uint8_t*>(area) + 0x2400, c.in.fx, 512);
         auto fn = reinterpret_cast<void (*)()>(const_cast<uint8_t*>(gen.getCode()));
         fn();
         memcpy(shared, area, k_region);
@@ -411,6 +523,7 @@ Outcome run_native(const Case& c)
         memcpy(out.out.data, shared, k_data_size);
         memcpy(out.out.regs, shared + 0x2100, 16 * 8);
         memcpy(&out.out.flags, shared + 0x2100 + 16 * 8, 8);
+        memcpy(out.out.fx, shared + 0x2600, 512);
     } else {
         out.faulted = true;
         out.fault = -WEXITSTATUS(status);
@@ -433,6 +546,7 @@ Outcome run_engine(const Case& c)
     bus.write(test::k_code, code.data(), code.size());
     memcpy(s.regs, c.in.regs, sizeof s.regs);
     write_eflags(s, c.in.flags, ARITH_FLAGS);
+    memcpy(s.fx, c.in.fx, sizeof s.fx);
     s.rip = test::k_code;
     Outcome out;
     VcpuExit exit = cpu.run(1000);
@@ -444,6 +558,7 @@ Outcome run_engine(const Case& c)
     }
     memcpy(out.out.regs, s.regs, sizeof s.regs);
     out.out.flags = read_eflags(s);
+    memcpy(out.out.fx, s.fx, sizeof s.fx);
     for (size_t i = 0; i < k_data_size; i++) {
         bool w;
         uint64_t gpa = k_data + i;
@@ -489,6 +604,18 @@ std::string compare(const Case& c, const Outcome& native, const Outcome& engine)
         if ((native.out.flags ^ engine.out.flags) & care)
             diff += fmt::format("  flags: native {:#x}, engine {:#x} (was {:#x}, compared {:#x})\n",
                                 native.out.flags & care, engine.out.flags & care, c.in.flags, care);
+        if (c.sse) {
+            for (int x = 0; x < 16; x++)
+                if (memcmp(native.out.fx + 160 + 16 * x, engine.out.fx + 160 + 16 * x, 16) != 0) {
+                    uint64_t n[2], e2[2];
+                    memcpy(n, native.out.fx + 160 + 16 * x, 16);
+                    memcpy(e2, engine.out.fx + 160 + 16 * x, 16);
+                    diff += fmt::format("  xmm{}: native {:016x}{:016x}, engine {:016x}{:016x}\n", x, n[1], n[0], e2[1],
+                                        e2[0]);
+                }
+            if (memcmp(native.out.fx + 24, engine.out.fx + 24, 4) != 0)
+                diff += "  mxcsr differs\n";
+        }
         for (size_t i = 0; i < k_data_size; i++)
             if (native.out.data[i] != engine.out.data[i]) {
                 diff += fmt::format("  memory {:#x}: native {:#04x}, engine {:#04x}\n", k_data + i,

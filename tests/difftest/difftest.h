@@ -24,6 +24,7 @@ struct State {
     uint64_t regs[16] = {};
     uint64_t flags = 2;
     uint8_t data[k_data_size] = {};
+    alignas(16) uint8_t fx[512] = {}; // x87/SSE state in FXSAVE layout
 };
 
 struct Case {
@@ -31,6 +32,7 @@ struct Case {
     std::string text;          // its disassembly
     State in;
     uint64_t undefined_flags = 0; // flags the instruction leaves undefined
+    bool sse = false;             // compare XMM registers and MXCSR too
 };
 
 struct Outcome {

@@ -88,6 +88,7 @@ struct CpuState {
     bool pending_has_error = false;
     bool interrupt_shadow = false; // after sti / mov ss: no interrupt before the next instruction
     bool halted = false;
+    bool nmi_blocked = false; // from NMI delivery until the next IRET
 
     // x87/MMX/SSE state in FXSAVE layout (executed on the host unit).
     alignas(64) uint8_t fx[512] = {};

@@ -32,7 +32,12 @@ bool emit_mov(Emitter& e)
         e.write(0, v);
         return true;
     }
-    // Debug registers: not yet.
+    auto is_dr = [](const ZydisDecodedOperand& o) {
+        return o.type == ZYDIS_OPERAND_TYPE_REGISTER && o.reg.value >= ZYDIS_REGISTER_DR0 &&
+               o.reg.value <= ZYDIS_REGISTER_DR15;
+    };
+    if (is_dr(e.op[0]) || is_dr(e.op[1]))
+        return emit_mov_dr(e);
     if (e.op[0].type == ZYDIS_OPERAND_TYPE_REGISTER && !is_gpr(e.op[0]))
         return false;
     V v = e.read(1);

@@ -107,6 +107,7 @@ bool emit_pop_sreg(Emitter& e);
 bool emit_far(Emitter& e, bool call);
 bool emit_far_return(Emitter& e);
 bool emit_hostexec(Emitter& e); // hostexec.cpp: x87, MMX, SSE
+bool emit_mov_dr(Emitter& e);   // frontend_system.cpp
 
 // Emitters, by domain (frontend_alu.cpp, frontend_data.cpp, frontend_control.cpp, frontend_system.cpp).
 #define INSN(mnemonic, fn) bool fn(Emitter& e);

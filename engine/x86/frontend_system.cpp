@@ -63,3 +63,41 @@ bool emit_dtable(Emitter& e)
 }
 
 } // namespace emu::x86
+
+namespace emu::x86 {
+
+bool emit_xsave(Emitter& e)
+{
+    switch (e.insn.mnemonic) {
+    case ZYDIS_MNEMONIC_XGETBV:
+        e.call(Helper::Xgetbv);
+        return true;
+    case ZYDIS_MNEMONIC_XSETBV:
+        e.call(Helper::Xsetbv);
+        e.exit_loop();
+        return true;
+    case ZYDIS_MNEMONIC_XSAVE:
+    case ZYDIS_MNEMONIC_XSAVE64:
+        e.call(Helper::Xsave, e.address(0), e.k(0));
+        return true;
+    default:
+        e.call(Helper::Xsave, e.address(0), e.k(1));
+        return true;
+    }
+}
+
+bool emit_mov_dr(Emitter& e)
+{
+    bool to_dr = e.op[0].type == ZYDIS_OPERAND_TYPE_REGISTER && e.op[0].reg.value >= ZYDIS_REGISTER_DR0 &&
+                 e.op[0].reg.value <= ZYDIS_REGISTER_DR15;
+    if (to_dr) {
+        e.call(Helper::MovDr, e.k((e.op[0].reg.value - ZYDIS_REGISTER_DR0) | 0x100), e.read(1));
+        e.exit_loop();
+    } else {
+        V v = e.call(Helper::MovDr, e.k(e.op[1].reg.value - ZYDIS_REGISTER_DR0));
+        e.write(0, v);
+    }
+    return true;
+}
+
+} // namespace emu::x86

@@ -283,6 +283,7 @@ uint64_t helper_FarReturn(CpuEnv& env, uint64_t bytes, uint64_t release, uint64_
 uint64_t helper_Iret(CpuEnv& env, uint64_t bytes, uint64_t, uint64_t)
 {
     CpuState& s = env.s;
+    s.nmi_blocked = false; // IRET ends NMI blocking (even if it then faults)
     unsigned n = unsigned(bytes);
     uint64_t sp = s.regs[RSP], rip = 0, cs = 0, flags = 0;
     if (!(s.hflags & HF_PE)) {

@@ -76,6 +76,8 @@ uint64_t helper_Cpuid(CpuEnv& env, uint64_t, uint64_t, uint64_t)
 {
     CpuState& s = env.s;
     CpuidResult r = env.model.query(uint32_t(s.regs[RAX]), uint32_t(s.regs[RCX]), env.apic_id, env.cpu_count);
+    if (uint32_t(s.regs[RAX]) == 1 && (s.cr4 & CR4_OSXSAVE))
+        r.ecx |= 1u << 27; // OSXSAVE mirrors CR4
     s.regs[RAX] = r.eax;
     s.regs[RBX] = r.ebx;
     s.regs[RCX] = r.ecx;
@@ -218,6 +220,8 @@ uint64_t helper_MovToCr(CpuEnv& env, uint64_t cr, uint64_t value, uint64_t)
     case 4: {
         uint64_t supported = CR4_VME | CR4_PVI | CR4_TSD | CR4_DE | CR4_PSE | CR4_PAE | CR4_MCE | CR4_PGE | CR4_PCE |
                              CR4_OSFXSR | CR4_OSXMMEXCPT;
+        if (env.model.features_ecx & (1u << 26))
+            supported |= CR4_OSXSAVE;
         if (value & ~supported) {
             env.raise(13, true, 0);
             return 0;

@@ -169,9 +169,12 @@ bool Vcpu::take_interrupts()
         s.interrupt_shadow = false;
         return false;
     }
-    if (m_nmi.load(std::memory_order_acquire)) {
+    if (m_nmi.load(std::memory_order_acquire) && !s.nmi_blocked) {
         m_nmi.store(false);
-        return deliver_interrupt(m_env, 2, false, 0, false, true) == Delivery::Ok;
+        if (deliver_interrupt(m_env, 2, false, 0, false, true) != Delivery::Ok)
+            return false;
+        s.nmi_blocked = true; // until the handler's IRET
+        return true;
     }
     if ((s.eflags & IF) && m_irq && m_irq->pending()) {
         int vector = m_irq->acknowledge();

@@ -157,3 +157,71 @@ TEST_CASE("fxsave and fxrstor round-trip the guest's state")
     // The saved image shows the guest's MXCSR (masks as the guest set them).
     CHECK((f.bus.read64(k_buf + 24) & 0xffffffff) == 0x1f80);
 }
+
+TEST_CASE("xsave/xrstor/xgetbv for the x87 and SSE components")
+{
+    Fixture f;
+    f.s.cr4 |= CR4_OSXSAVE;
+    f.s.xcr0 = 3;
+    Prog p;
+    using namespace Xbyak::util;
+    p.mov(rbx, k_buf);
+    p.xor_(ecx, ecx);
+    p.xgetbv();
+    p.mov(r8, rax);             // 3
+    p.mov(eax, 0x55667788);
+    p.movd(xmm7, eax);
+    p.mov(eax, 3);
+    p.xor_(edx, edx);
+    p.db(0x0f);
+    p.db(0xae);
+    p.db(0x23);
+    p.pxor(xmm7, xmm7);
+    p.mov(eax, 3);
+    p.db(0x0f);
+    p.db(0xae);
+    p.db(0x2b);
+    p.movd(r9d, xmm7);
+    p.mov(rax, 0x10);           // a reserved XCR0 bit: #GP
+    p.xor_(edx, edx);
+    p.xor_(ecx, ecx);
+    p.db(0x0f);
+    p.db(0x01);
+    p.db(0xd1);
+    p.hlt();
+    CHECK(f.run(p) == 13);
+    CHECK(f.s.regs[R8] == 3);
+    CHECK(f.s.regs[R9] == 0x55667788);
+    CHECK(f.bus.read64(k_buf + 512) == 3); // XSTATE_BV
+}
+
+TEST_CASE("debug registers and NMI blocking")
+{
+    Fixture f;
+    Prog p;
+    using namespace Xbyak::util;
+    p.mov(rax, 0x12345678);
+    p.db(0x0f);
+    p.db(0x23);
+    p.db(0xc0);
+    p.db(0x0f);
+    p.db(0x21);
+    p.db(0xc1);
+    p.db(0x0f);
+    p.db(0x21);
+    p.db(0xfa);
+    p.hlt();
+    CHECK(f.run(p) == -1);
+    CHECK(f.s.regs[RCX] == 0x12345678);
+    CHECK(f.s.regs[RDX] == 0x400);
+    // An NMI is taken once; a second waits for the handler's IRET.
+    f.cpu.raise_nmi();
+    f.s.halted = false;
+    REQUIRE(f.cpu.run(1000) == VcpuExit::Halted);
+    CHECK(halted_in_stub(f.cpu) == 2);
+    CHECK(f.s.nmi_blocked);
+    f.cpu.raise_nmi();
+    f.s.halted = false;
+    f.cpu.run(100); // the stub loops on hlt; no second NMI frame appears
+    CHECK(f.s.nmi_blocked);
+}

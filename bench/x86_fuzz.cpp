@@ -1,12 +1,13 @@
 // bench/x86_fuzz — the differential tester at scale: N random instruction
 // forms (default one million) on the host CPU and in the engine.
-//   x86_fuzz [COUNT] [SEED]
+//   x86_fuzz [COUNT] [SEED] [--compat]   (--compat: 32-bit code in compatibility mode)
 #include "tests/difftest/difftest.h"
 
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <map>
+#include <string>
 
 using namespace emu::difftest;
 
@@ -14,8 +15,9 @@ int main(int argc, char** argv)
 {
     long count = argc > 1 ? atol(argv[1]) : 1000000;
     uint64_t seed = argc > 2 ? strtoull(argv[2], nullptr, 0) : uint64_t(time(nullptr));
+    bool compat = argc > 3 && std::string(argv[3]) == "--compat";
     printf("x86_fuzz: %ld cases, seed %llu\n", count, (unsigned long long)seed);
-    Generator gen(seed);
+    Generator gen(seed, compat);
     long done = 0, failures = 0, sse = 0, faults = 0;
     std::map<std::string, long> failing;
     auto start = std::chrono::steady_clock::now();

@@ -60,6 +60,7 @@ struct Template {
     Form form;
     unsigned widths; // bit mask of operand bytes: 1 2 4 8
     uint64_t undefined;
+    // (compat-only forms are listed in compat_templates())
     const char* host_feature = nullptr; // "lzcnt", "bmi1", "popcnt", "movbe", "sse4.1", "sse4.2", "ssse3"
 };
 
@@ -178,6 +179,19 @@ std::vector<Template> templates()
     return t;
 }
 
+// Forms that exist only outside 64-bit mode.
+std::vector<Template> compat_templates()
+{
+    return {{ZYDIS_MNEMONIC_DAA, Form::None, 4, OF_},
+            {ZYDIS_MNEMONIC_DAS, Form::None, 4, OF_},
+            {ZYDIS_MNEMONIC_AAA, Form::None, 4, OF_ | SF_ | ZF_ | PF_},
+            {ZYDIS_MNEMONIC_AAS, Form::None, 4, OF_ | SF_ | ZF_ | PF_},
+            {ZYDIS_MNEMONIC_AAM, Form::None, 4, OF_ | AF_ | CF_},
+            {ZYDIS_MNEMONIC_AAD, Form::None, 4, OF_ | AF_ | CF_},
+            {ZYDIS_MNEMONIC_PUSHAD, Form::None, 4, 0},
+            {ZYDIS_MNEMONIC_POPAD, Form::None, 4, 0}};
+}
+
 bool host_has(const char* feature)
 {
     if (!feature)
@@ -220,13 +234,17 @@ uint64_t Generator::value()
 bool Generator::next(Case& c)
 {
     static const std::vector<Template> all = templates();
-    const Template& t = all[m_rng() % all.size()];
+    static const std::vector<Template> compat_only = compat_templates();
+    const Template& t = m_compat && m_rng() % 8 == 0 ? compat_only[m_rng() % compat_only.size()]
+                                                      : all[m_rng() % all.size()];
     if (!host_has(t.host_feature))
         return false;
     unsigned widths[5], nw = 0;
     for (unsigned w : {1u, 2u, 4u, 8u, 16u})
-        if (t.widths & w)
+        if ((t.widths & w) && !(m_compat && w == 8 && t.form < Form::XX))
             widths[nw++] = w;
+    if (nw == 0)
+        return false;
     unsigned w = widths[m_rng() % nw];
 
     ZydisEncoderRequest req;
@@ -236,13 +254,18 @@ bool Generator::next(Case& c)
     auto reg = [&](unsigned bytes) {
         ZydisEncoderOperand o{};
         o.type = ZYDIS_OPERAND_TYPE_REGISTER;
-        o.reg.value = sized(k_gpr64[m_rng() % std::size(k_gpr64)], bytes);
+        // In compatibility mode only the first eight registers exist.
+        ZydisRegister r;
+        do
+            r = k_gpr64[m_rng() % std::size(k_gpr64)];
+        while (m_compat && r >= ZYDIS_REGISTER_R8);
+        o.reg.value = sized(r, bytes);
         return o;
     };
     auto mem = [&](unsigned bytes) {
         ZydisEncoderOperand o{};
         o.type = ZYDIS_OPERAND_TYPE_MEMORY;
-        o.mem.base = ZYDIS_REGISTER_RBX;
+        o.mem.base = m_compat ? ZYDIS_REGISTER_EBX : ZYDIS_REGISTER_RBX;
         o.mem.displacement = int64_t(m_rng() % 64) * 8 - 128 + int64_t(m_rng() % 8);
         o.mem.size = uint16_t(bytes);
         return o;
@@ -257,13 +280,13 @@ bool Generator::next(Case& c)
     auto xmm = [&]() {
         ZydisEncoderOperand o{};
         o.type = ZYDIS_OPERAND_TYPE_REGISTER;
-        o.reg.value = ZydisRegister(ZYDIS_REGISTER_XMM0 + m_rng() % 16);
+        o.reg.value = ZydisRegister(ZYDIS_REGISTER_XMM0 + m_rng() % (m_compat ? 8 : 16));
         return o;
     };
     auto xmem = [&]() {
         ZydisEncoderOperand o{};
         o.type = ZYDIS_OPERAND_TYPE_MEMORY;
-        o.mem.base = ZYDIS_REGISTER_RBX;
+        o.mem.base = m_compat ? ZYDIS_REGISTER_EBX : ZYDIS_REGISTER_RBX;
         // Mostly aligned (legacy SSE requires it); sometimes not, to see #GP.
         o.mem.displacement = int64_t(m_rng() % 16) * 16 - 128 + (m_rng() % 8 == 0 ? 8 : 0);
         o.mem.size = 16;
@@ -401,13 +424,27 @@ bool Generator::next(Case& c)
     }
     // AH..BH cannot be encoded with REX: the encoder picks SPL etc. instead,
     // which is fine; byte registers beyond are fine too.
+    if (m_compat) {
+        req.machine_mode = ZYDIS_MACHINE_MODE_LONG_COMPAT_32;
+        // push/pop of a register: 32-bit in this mode.
+        if (t.mnemonic == ZYDIS_MNEMONIC_PUSH || t.mnemonic == ZYDIS_MNEMONIC_POP) {
+            if (t.form == Form::R)
+                ops[0].reg.value = sized(ZydisRegister(ZydisRegisterGetLargestEnclosing(ZYDIS_MACHINE_MODE_LONG_64,
+                                                                                        ops[0].reg.value)),
+                                         4);
+            else
+                ops[0].mem.size = 4;
+        }
+    }
     uint8_t buf[ZYDIS_MAX_INSTRUCTION_LENGTH];
     ZyanUSize len = sizeof buf;
     if (!ZYAN_SUCCESS(ZydisEncoderEncodeInstruction(&req, buf, &len)))
         return false;
     c.code.assign(buf, buf + len);
+    c.compat = m_compat;
     ZydisDisassembledInstruction dis;
-    if (ZYAN_SUCCESS(ZydisDisassembleIntel(ZYDIS_MACHINE_MODE_LONG_64, 0, buf, len, &dis)))
+    if (ZYAN_SUCCESS(ZydisDisassembleIntel(m_compat ? ZYDIS_MACHINE_MODE_LONG_COMPAT_32 : ZYDIS_MACHINE_MODE_LONG_64,
+                                           0, buf, len, &dis)))
         c.text = dis.text;
     c.undefined_flags = t.undefined;
     c.sse = t.form >= Form::XX;
@@ -449,7 +486,11 @@ Outcome run_native(const Case& c)
 {
     // The harness: save the host stack, load the case's state, run the
     // instruction, store the state, return. Absolute addresses in the data area.
-    Xbyak::CodeGenerator gen(4096);
+    // Compatibility-mode code must sit below 4 GiB: the harness lives in a
+    // MAP_32BIT page, reused for every case.
+    static uint8_t* low_page = static_cast<uint8_t*>(mmap(nullptr, 8192, PROT_READ | PROT_WRITE | PROT_EXEC,
+                                                          MAP_PRIVATE | MAP_ANONYMOUS | MAP_32BIT, -1, 0));
+    Xbyak::CodeGenerator gen(4096, c.compat ? low_page : nullptr);
     using namespace Xbyak::util;
     // xbyak wants the moffs form for rax with an absolute address: encode
     // "mov rax, [abs32]" / "mov [abs32], rax" by hand (ModRM 04, SIB 25).
@@ -465,6 +506,13 @@ Outcome run_native(const Case& c)
         gen.push(r);
     gen.mov(rax, k_save);
     gen.mov(qword[rax], rsp);
+    if (c.compat) {
+        // 64-bit processes run with null DS/ES; 32-bit code needs real ones
+        // (the kernel's user data segment).
+        gen.mov(eax, 0x2b);
+        gen.mov(ds, ax);
+        gen.mov(es, ax);
+    }
     gen.mov(rax, k_fx_in);
     gen.fxrstor(ptr[rax]);
     rax_abs(true, k_in + 16 * 8);
@@ -474,7 +522,27 @@ Outcome run_native(const Case& c)
     for (int i = 1; i < 16; i++)
         gen.mov(regs[i], qword[reinterpret_cast<void*>(k_in + 8 * i)]);
     rax_abs(true, k_in);
-    gen.db(c.code.data(), c.code.size());
+    uint64_t code32_at = 0;
+    if (!c.compat) {
+        gen.db(c.code.data(), c.code.size());
+    } else {
+        // jmp far [abs k_far] (m16:32) into 32-bit code at selector 0x23 (the
+        // kernel's 32-bit user code segment), run the instruction, jmp far
+        // 0x33:back into 64-bit code.
+        uint8_t jmp_far[] = {0xff, 0x2c, 0x25, 0, 0, 0, 0};
+        uint32_t far_ptr = uint32_t(k_save + 16);
+        memcpy(jmp_far + 3, &far_ptr, 4);
+        gen.db(jmp_far, sizeof jmp_far);
+        code32_at = uint64_t(gen.getCurr());
+        gen.db(c.code.data(), c.code.size());
+        uint64_t back = uint64_t(gen.getCurr()) + 7;
+        uint8_t jmp_back[7] = {0xea};
+        uint32_t back32 = uint32_t(back);
+        memcpy(jmp_back + 1, &back32, 4);
+        jmp_back[5] = 0x33;
+        jmp_back[6] = 0;
+        gen.db(jmp_back, sizeof jmp_back);
+    }
     rax_abs(false, k_out);
     for (int i = 1; i < 16; i++)
         gen.mov(qword[reinterpret_cast<void*>(k_out + 8 * i)], regs[i]);
@@ -486,10 +554,16 @@ Outcome run_native(const Case& c)
     gen.pushfq();
     gen.pop(rax);
     rax_abs(false, k_out + 16 * 8);
+    if (c.compat) { // after the flags were saved: xor changes them
+        gen.xor_(eax, eax);
+        gen.mov(ds, ax);
+        gen.mov(es, ax);
+    }
     for (int i = 5; i >= 0; i--)
         gen.pop(saved[i]);
     gen.ret();
-    gen.setProtectModeRE();
+    if (!c.compat)
+        gen.setProtectModeRE();
 
     // One page the child and the parent share for the result.
     auto* shared = static_cast<uint8_t*>(
@@ -509,6 +583,12 @@ Outcome run_native(const Case& c)
         memcpy(static_cast<uint8_t*>(area) + 0x2000, c.in.regs, 16 * 8);
         memcpy(static_cast<uint8_t*>(area) + 0x2000 + 16 * 8, &c.in.flags, 8);
         memcpy(static_cast<uint8_t*>(area) + 0x2400, c.in.fx, 512);
+        if (c.compat) {
+            uint32_t target = uint32_t(code32_at);
+            uint16_t selector = 0x23;
+            memcpy(static_cast<uint8_t*>(area) + (k_save + 16 - k_data), &target, 4);
+            memcpy(static_cast<uint8_t*>(area) + (k_save + 20 - k_data), &selector, 2);
+        }
         auto fn = reinterpret_cast<void (*)()>(const_cast<uint8_t*>(gen.getCode()));
         fn();
         memcpy(shared, area, k_region);
@@ -547,6 +627,10 @@ Outcome run_engine(const Case& c)
     memcpy(s.regs, c.in.regs, sizeof s.regs);
     write_eflags(s, c.in.flags, ARITH_FLAGS);
     memcpy(s.fx, c.in.fx, sizeof s.fx);
+    if (c.compat) {
+        load_segment_cache(s.seg[CS], 0x30, 0x00cf9a000000ffffull); // 32-bit code, long mode stays on
+        update_hflags(s);
+    }
     s.rip = test::k_code;
     Outcome out;
     VcpuExit exit = cpu.run(1000);
@@ -596,8 +680,10 @@ std::string compare(const Case& c, const Outcome& native, const Outcome& engine)
         else if (signal_of(engine.fault) != native.fault && !(native.fault == SIGBUS && engine.fault == 13))
             diff += fmt::format("  fault: native {}, engine vector {}\n", strsignal(native.fault), engine.fault);
     } else {
+        // In compatibility mode only the low halves are defined.
+        uint64_t reg_mask = c.compat ? 0xffffffffull : ~0ull;
         for (int i = 0; i < 16; i++)
-            if (native.out.regs[i] != engine.out.regs[i])
+            if ((native.out.regs[i] ^ engine.out.regs[i]) & reg_mask)
                 diff += fmt::format("  {}: native {:#x}, engine {:#x} (was {:#x})\n", names[i], native.out.regs[i],
                                     engine.out.regs[i], c.in.regs[i]);
         uint64_t care = ARITH_FLAGS & ~c.undefined_flags;
@@ -628,7 +714,7 @@ std::string compare(const Case& c, const Outcome& native, const Outcome& engine)
     std::string bytes;
     for (uint8_t b : c.code)
         bytes += fmt::format("{:02x} ", b);
-    return fmt::format("{} [{}]\n{}", c.text, bytes, diff);
+    return fmt::format("{}{} [{}]\n{}", c.compat ? "(32-bit) " : "", c.text, bytes, diff);
 }
 
 } // namespace emu::difftest

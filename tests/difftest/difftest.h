@@ -33,6 +33,7 @@ struct Case {
     State in;
     uint64_t undefined_flags = 0; // flags the instruction leaves undefined
     bool sse = false;             // compare XMM registers and MXCSR too
+    bool compat = false;          // 32-bit code in compatibility mode; low halves compared
 };
 
 struct Outcome {
@@ -43,13 +44,15 @@ struct Outcome {
 
 class Generator {
 public:
-    explicit Generator(uint64_t seed) : m_rng(seed) {}
+    // compat: 32-bit instruction forms run in compatibility mode.
+    explicit Generator(uint64_t seed, bool compat = false) : m_rng(seed), m_compat(compat) {}
     // A random case; false when the chosen form does not encode (try again).
     bool next(Case& c);
 
 private:
     uint64_t value();
     std::mt19937_64 m_rng;
+    bool m_compat;
 };
 
 Outcome run_native(const Case& c);

@@ -7,13 +7,13 @@
 
 using namespace emu::difftest;
 
-TEST_CASE("the engine agrees with the host CPU on random instruction forms")
+namespace {
+void run_cases(Generator& gen, int count)
 {
-    Generator gen(20261125);
     int cases = 0, failures = 0, faults = 0;
     std::map<std::string, int> failing; // mnemonic -> count
     std::string first_reports;
-    while (cases < 4000) {
+    while (cases < count) {
         Case c;
         if (!gen.next(c))
             continue;
@@ -35,4 +35,17 @@ TEST_CASE("the engine agrees with the host CPU on random instruction forms")
     INFO("failing mnemonics: ", summary, "\n", first_reports);
     CHECK(failures == 0);
     MESSAGE(cases, " cases, ", faults, " of them faulting natively");
+}
+} // namespace
+
+TEST_CASE("the engine agrees with the host CPU on random 64-bit instruction forms")
+{
+    Generator gen(20261125);
+    run_cases(gen, 4000);
+}
+
+TEST_CASE("... and on 32-bit forms in compatibility mode")
+{
+    Generator gen(20261126, true);
+    run_cases(gen, 1500);
 }

@@ -180,6 +180,8 @@ bool emit_leave(Emitter& e)
 
 bool emit_pushf(Emitter& e)
 {
+    if (e.hflags & HF_VM)
+        e.call(Helper::V86Iopl);
     // VM and RF read as zero in the pushed image.
     V f = e.op2(Opcode::And, e.b.emit(Opcode::GetEflags), e.k(~(VM | RF)));
     e.push(f, e.opsize());

@@ -239,6 +239,13 @@ uint64_t helper_Popf(CpuEnv& env, uint64_t value, uint64_t bytes, uint64_t)
     return 0;
 }
 
+uint64_t helper_V86Iopl(CpuEnv& env, uint64_t, uint64_t, uint64_t)
+{
+    if ((env.s.eflags & VM) && ((env.s.eflags & IOPL) >> 12) != 3)
+        env.raise(13, true, 0);
+    return 0;
+}
+
 // --- string instructions --------------------------------------------------------
 
 uint64_t helper_StringOp(CpuEnv& env, uint64_t desc, uint64_t rip, uint64_t)

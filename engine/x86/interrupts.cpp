@@ -117,6 +117,16 @@ static Delivery deliver_once(CpuEnv& env, int vector, bool has_error, uint32_t e
     bool conforming = cs_type & 4;
     unsigned new_cpl = conforming ? s.cpl() : cs_dpl;
     bool privilege_change = new_cpl < s.cpl();
+    bool from_v86 = !long_mode && (s.eflags & VM);
+    if (from_v86) {
+        // Out of virtual-8086 mode only to a ring-0, non-conforming handler.
+        if (conforming || cs_dpl != 0)
+            return fail(13, (selector & ~3u) + ext);
+        if (software && ((s.eflags & IOPL) >> 12) != 3)
+            return fail(13, 0);
+        new_cpl = 0;
+        privilege_change = true;
+    }
 
     uint64_t old_flags = read_eflags(s);
     uint64_t old_ss = s.seg[SS].selector, old_sp = s.regs[RSP], old_cs = s.seg[CS].selector, old_ip = s.rip;
@@ -166,8 +176,16 @@ static Delivery deliver_once(CpuEnv& env, int vector, bool has_error, uint32_t e
         ss_base = new_ss.base;
         sp &= sp_mask;
         bool ok = true;
+        if (from_v86) {
+            // The v8086 data segments are saved and then made null.
+            ok = push_value(env, sp, ss_base, sp_mask, s.seg[GS].selector, w) &&
+                 push_value(env, sp, ss_base, sp_mask, s.seg[FS].selector, w) &&
+                 push_value(env, sp, ss_base, sp_mask, s.seg[DS].selector, w) &&
+                 push_value(env, sp, ss_base, sp_mask, s.seg[ES].selector, w);
+        }
         if (privilege_change)
-            ok = push_value(env, sp, ss_base, sp_mask, old_ss, w) && push_value(env, sp, ss_base, sp_mask, old_sp, w);
+            ok = ok && push_value(env, sp, ss_base, sp_mask, old_ss, w) &&
+                 push_value(env, sp, ss_base, sp_mask, old_sp, w);
         ok = ok && push_value(env, sp, ss_base, sp_mask, old_flags, w) &&
              push_value(env, sp, ss_base, sp_mask, old_cs, w) && push_value(env, sp, ss_base, sp_mask, old_ip, w) &&
              (!has_error || push_value(env, sp, ss_base, sp_mask, error, w));
@@ -182,6 +200,9 @@ static Delivery deliver_once(CpuEnv& env, int vector, bool has_error, uint32_t e
         s.regs[RSP] = sp;
     else
         s.regs[RSP] = (s.regs[RSP] & ~sp_mask) | (sp & sp_mask);
+    if (from_v86)
+        for (int seg : {ES, DS, FS, GS})
+            s.seg[seg] = Segment{0, 0, 0, 0};
     load_segment_cache(s.seg[CS], uint16_t((selector & ~3u) | new_cpl), cs_desc);
     s.rip = gate32 ? offset : offset & 0xffff;
     s.eflags &= ~(TF | NT | RF | VM);

@@ -300,3 +300,24 @@ TEST_CASE("bare metal: real -> protected -> long mode, gates, rings, syscall")
     CHECK(bus.exit_code == 0);
     CHECK((s.hflags & HF_CS64) != 0);
 }
+
+TEST_CASE("bare metal: 32-bit paging, PSE, WP, user/supervisor, v8086, PAE with NX")
+{
+    FILE* f = fopen(EMU_BAREMETAL_DIR "/prot32.bin", "rb");
+    REQUIRE(f != nullptr);
+    std::vector<uint8_t> image(65536);
+    image.resize(fread(image.data(), 1, image.size(), f));
+    fclose(f);
+    TestBus bus;
+    Vcpu cpu(bus, *find_cpu_model("qemu64"));
+    bus.write(0x7c00, image.data(), image.size());
+    CpuState& s = cpu.state();
+    s.seg[CS].selector = 0;
+    s.seg[CS].base = 0;
+    s.rip = 0x7c00;
+    update_hflags(s);
+    VcpuExit exit = cpu.run(10'000'000);
+    CHECK(exit == VcpuExit::Halted);
+    CHECK(bus.console == "GWUVN");
+    CHECK(bus.exit_code == 0);
+}

@@ -169,6 +169,121 @@ uint64_t helper_LoadSeg(CpuEnv& env, uint64_t seg, uint64_t selector16, uint64_t
     return 0;
 }
 
+// A far call or jump through a call gate: 'gate' is its (low) descriptor.
+uint64_t call_gate(CpuEnv& env, uint16_t gate_sel, uint64_t gate, bool call, unsigned bytes, uint64_t next_rip,
+                   uint64_t ret_cs)
+{
+    CpuState& s = env.s;
+    bool long_mode = s.hflags & HF_LMA;
+    unsigned cpl = s.cpl(), rpl = gate_sel & 3;
+    if (desc_dpl(gate) < cpl || desc_dpl(gate) < rpl)
+        return gp(env, gate_sel & ~3u);
+    if (!(gate & D_P)) {
+        env.raise(11, true, gate_sel & ~3u);
+        return 0;
+    }
+    uint16_t target = uint16_t(gate >> 16);
+    uint64_t offset = (gate & 0xffff) | ((gate >> 32) & 0xffff0000ull);
+    bool gate32 = long_mode || desc_type(gate) == 0xc;
+    unsigned params = unsigned(gate >> 32) & 0x1f;
+    if (long_mode) {
+        uint64_t hi = 0;
+        if (!env.mmu.load(((gate_sel & 4) ? s.ldtr.base : s.gdtr.base) + (gate_sel & ~7u) + 8, 8, hi))
+            return 0;
+        if ((hi >> 40) & 0x1f)
+            return gp(env, gate_sel & ~3u); // the upper half's type must be zero
+        offset |= (hi & 0xffffffffull) << 32;
+        params = 0;
+    } else if (!gate32) {
+        offset &= 0xffff;
+    }
+    uint64_t d;
+    if ((target & ~3u) == 0 || !read_descriptor(env, target, d) || !is_code(d))
+        return gp(env, target & ~3u);
+    unsigned dpl = desc_dpl(d);
+    bool conforming = desc_type(d) & 4;
+    if (dpl > cpl || (!call && !conforming && dpl != cpl))
+        return gp(env, target & ~3u);
+    if (!(d & D_P)) {
+        env.raise(11, true, target & ~3u);
+        return 0;
+    }
+    if (long_mode && (!(d & D_L) || (d & D_DB)))
+        return gp(env, target & ~3u);
+    unsigned w = long_mode ? 8 : gate32 ? 4 : 2;
+    if (!call) {
+        load_code_segment(env, target, d, cpl);
+        update_hflags(s);
+        s.rip = offset;
+        env.mode_changed = true;
+        return s.rip;
+    }
+    uint64_t old_ss = s.seg[SS].selector, old_sp = s.regs[RSP];
+    if (!conforming && dpl < cpl) {
+        // To an inner level: a new stack from the TSS, the old one recorded on it.
+        uint64_t new_sp = 0, new_ss = 0, ssd = 0;
+        Segment ss_cache;
+        if (long_mode) {
+            if (4 + 8 * dpl + 7 > s.tr.limit || !env.mmu.load(s.tr.base + 4 + 8 * dpl, 8, new_sp))
+                return s.pending_vector >= 0 ? 0 : (env.raise(10, true, s.tr.selector & ~3u), 0);
+            ss_cache = Segment{uint16_t(dpl), 0, 0, uint16_t(dpl << 5)};
+        } else {
+            if (8 + 8 * dpl + 1 > s.tr.limit || !env.mmu.load(s.tr.base + 4 + 8 * dpl, 4, new_sp) ||
+                !env.mmu.load(s.tr.base + 8 + 8 * dpl, 2, new_ss))
+                return s.pending_vector >= 0 ? 0 : (env.raise(10, true, s.tr.selector & ~3u), 0);
+            if ((new_ss & ~3u) == 0 || !read_descriptor(env, uint16_t(new_ss), ssd) || (new_ss & 3) != dpl ||
+                desc_dpl(ssd) != dpl || !is_data(ssd))
+                return env.raise(10, true, new_ss & ~3u), 0;
+            load_segment_cache(ss_cache, uint16_t(new_ss), ssd);
+        }
+        uint64_t mask = long_mode ? ~0ull : (ss_cache.attr & (1u << 14)) ? 0xffffffffull : 0xffffull;
+        uint64_t base = long_mode ? 0 : ss_cache.base;
+        uint64_t sp = new_sp & mask;
+        if (long_mode)
+            sp &= ~0xfull;
+        auto push = [&](uint64_t v) {
+            sp = (sp - w) & mask;
+            uint64_t a = base + sp;
+            return env.mmu.store(long_mode ? a : a & 0xffffffff, w, v);
+        };
+        // Parameters copied from the caller's stack (legacy gates only).
+        uint64_t params_v[32];
+        uint64_t old_mask = (s.seg[SS].attr & (1u << 14)) ? 0xffffffffull : 0xffffull;
+        for (unsigned i = 0; i < params; i++)
+            if (!env.mmu.load((s.seg[SS].base + ((old_sp + i * w) & old_mask)) & 0xffffffff, w, params_v[i]))
+                return 0;
+        if (!push(old_ss) || !push(old_sp))
+            return 0;
+        for (unsigned i = params; i-- > 0;)
+            if (!push(params_v[i]))
+                return 0;
+        if (!push(ret_cs) || !push(next_rip))
+            return 0;
+        s.seg[SS] = ss_cache;
+        load_code_segment(env, target, d, dpl);
+        update_hflags(s);
+        s.regs[RSP] = long_mode ? sp : (s.regs[RSP] & ~mask) | sp;
+    } else {
+        uint64_t mask = long_mode ? ~0ull : (s.seg[SS].attr & (1u << 14)) ? 0xffffffffull : 0xffffull;
+        uint64_t base = long_mode ? 0 : s.seg[SS].base;
+        uint64_t sp = old_sp;
+        auto push = [&](uint64_t v) {
+            sp = (sp - w) & mask;
+            uint64_t a = base + (sp & mask);
+            return env.mmu.store(long_mode ? a : a & 0xffffffff, w, v);
+        };
+        if (!push(ret_cs) || !push(next_rip))
+            return 0;
+        load_code_segment(env, target, d, cpl);
+        update_hflags(s);
+        s.regs[RSP] = long_mode ? sp : (old_sp & ~mask) | (sp & mask);
+    }
+    s.rip = offset;
+    env.mmu.flush();
+    env.mode_changed = true;
+    return s.rip;
+}
+
 // Far jmp/call: a = selector, b = offset, c = operand bytes | call << 8 | next rip << 16.
 uint64_t helper_FarJump(CpuEnv& env, uint64_t selector16, uint64_t offset, uint64_t desc)
 {
@@ -207,9 +322,11 @@ uint64_t helper_FarJump(CpuEnv& env, uint64_t selector16, uint64_t offset, uint6
     if ((selector & ~3u) == 0 || !read_descriptor(env, selector, d))
         return gp(env, selector & ~3u);
     if (!is_code(d)) {
-        // Call gates and task gates arrive with the task-switching work.
-        log_warn("x86: far {} through a system descriptor (type {}) is not implemented: #GP",
-                 call ? "call" : "jmp", desc_type(d));
+        unsigned type = desc_type(d);
+        if (!(d & D_S) && (type == 0xc || (type == 4 && !(s.hflags & HF_LMA))))
+            return call_gate(env, selector, d, call, bytes, next_rip, ret_cs);
+        log_warn("x86: far {} to a system descriptor of type {} (a task switch) is not implemented: #GP",
+                 call ? "call" : "jmp", type);
         return gp(env, selector & ~3u);
     }
     if (!check_code_target(env, selector, d))

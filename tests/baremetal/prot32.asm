@@ -6,6 +6,7 @@
 ;   G paging on        W write to a read-only page faults once CR0.WP is set
 ;   U ring 3 reading a supervisor page faults with U=1
 ;   V int 0x80 from virtual-8086 mode reaches the 32-bit handler
+;   C a call gate from ring 3 to ring 0 copies a parameter; retf 4 returns
 ;   N executing an NX page faults with I/D=1 under PAE
 
 bits 16
@@ -121,6 +122,21 @@ after_v86:
     mov al, 'V'
     out 0xe9, al
 
+    ; A call gate (GDT 0x30, DPL 3, one parameter) from ring 3 into ring 0.
+    push 0x23
+    push 0x80000
+    push 0x202
+    push 0x1b
+    push user_gate
+    iretd
+after_gate:
+    mov esp, 0x90000
+    mov ax, 0x10
+    mov ds, ax
+    mov es, ax
+    mov al, 'C'
+    out 0xe9, al
+
     ; PAE with NX: 2 MiB pages, the one at 2 MiB not executable.
     mov eax, cr0
     and eax, ~(1 << 31)
@@ -182,6 +198,38 @@ fail:
 user_code:
     mov eax, [0x400000]     ; #PF: supervisor page
     jmp $
+
+user_gate:
+    push 0x77
+    call 0x30:0             ; the gate supplies the offset
+    cmp esp, 0x80000        ; retf 4 released the parameter
+    jne .bad
+    push 0x88
+    call 0x30:0             ; the second call finishes in ring 0
+.bad:
+    push 0x99
+    call 0x30:0
+
+; Ring 0 through the gate: [esp] EIP, CS, the parameter, old ESP, old SS.
+gate_handler:
+    mov ax, cs
+    test ax, 3
+    jnz .bad
+    cmp dword [esp + 16], 0x23
+    jne .bad
+    cmp dword [esp + 4], 0x1b
+    jne .bad
+    mov eax, [esp + 8]
+    cmp eax, 0x77
+    je .first
+    cmp eax, 0x88
+    je after_gate
+.bad:
+    mov al, 9
+    out 0xf4, al
+    hlt
+.first:
+    retf 4
 
 bits 16
 v86_code:
@@ -254,6 +302,10 @@ gdt:
     dw 0x67                 ; 0x28 32-bit TSS
     dw tss
     db 0, 0x89, 0, 0
+    dw gate_handler         ; 0x30 32-bit call gate, DPL 3, one parameter
+    dw 0x08
+    db 1, 0xec
+    dw 0
 gdt_end:
 gdt_desc:
     dw gdt_end - gdt - 1

@@ -301,7 +301,7 @@ TEST_CASE("bare metal: real -> protected -> long mode, gates, rings, syscall")
     CHECK((s.hflags & HF_CS64) != 0);
 }
 
-TEST_CASE("bare metal: 32-bit paging, PSE, WP, user/supervisor, v8086, PAE with NX")
+TEST_CASE("bare metal: 32-bit paging, PSE, WP, user/supervisor, v8086, call gates, PAE with NX")
 {
     FILE* f = fopen(EMU_BAREMETAL_DIR "/prot32.bin", "rb");
     REQUIRE(f != nullptr);
@@ -318,6 +318,6 @@ TEST_CASE("bare metal: 32-bit paging, PSE, WP, user/supervisor, v8086, PAE with 
     update_hflags(s);
     VcpuExit exit = cpu.run(10'000'000);
     CHECK(exit == VcpuExit::Halted);
-    CHECK(bus.console == "GWUVN");
+    CHECK(bus.console == "GWUVCN");
     CHECK(bus.exit_code == 0);
 }

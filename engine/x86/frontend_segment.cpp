@@ -123,7 +123,7 @@ bool emit_far_return(Emitter& e)
 
 bool emit_iret(Emitter& e)
 {
-    e.call(Helper::Iret, e.k(e.opsize()));
+    e.call(Helper::Iret, e.k(e.opsize()), e.k(e.next_rip & e.ip_mask()));
     e.exit_to_state();
     return true;
 }

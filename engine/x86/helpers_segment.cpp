@@ -4,6 +4,7 @@
 #include "engine/x86/env.h"
 #include "engine/x86/flags.h"
 #include "engine/x86/interrupts.h"
+#include "engine/x86/task_switch.h"
 
 namespace emu::x86 {
 
@@ -325,8 +326,20 @@ uint64_t helper_FarJump(CpuEnv& env, uint64_t selector16, uint64_t offset, uint6
         unsigned type = desc_type(d);
         if (!(d & D_S) && (type == 0xc || (type == 4 && !(s.hflags & HF_LMA))))
             return call_gate(env, selector, d, call, bytes, next_rip, ret_cs);
-        log_warn("x86: far {} to a system descriptor of type {} (a task switch) is not implemented: #GP",
-                 call ? "call" : "jmp", type);
+        if (!(d & D_S) && !(s.hflags & HF_LMA) && (type == 0x9 || type == 0x5)) {
+            // A task switch, directly to a TSS or through a task gate.
+            unsigned dpl = desc_dpl(d);
+            if (dpl < s.cpl() || dpl < (selector & 3u))
+                return gp(env, selector & ~3u);
+            if (!(d & D_P)) {
+                env.raise(11, true, selector & ~3u);
+                return 0;
+            }
+            uint16_t tss = type == 0x5 ? uint16_t(d >> 16) : selector;
+            if (!task_switch(env, tss, call ? TaskReason::Call : TaskReason::Jmp, next_rip))
+                return 0;
+            return s.rip;
+        }
         return gp(env, selector & ~3u);
     }
     if (!check_code_target(env, selector, d))
@@ -396,8 +409,8 @@ uint64_t helper_FarReturn(CpuEnv& env, uint64_t bytes, uint64_t release, uint64_
     return rip;
 }
 
-// iret / iretd / iretq: a = operand bytes.
-uint64_t helper_Iret(CpuEnv& env, uint64_t bytes, uint64_t, uint64_t)
+// iret / iretd / iretq: a = operand bytes, b = the next instruction.
+uint64_t helper_Iret(CpuEnv& env, uint64_t bytes, uint64_t next_rip, uint64_t)
 {
     CpuState& s = env.s;
     s.nmi_blocked = false; // IRET ends NMI blocking (even if it then faults)
@@ -429,8 +442,13 @@ uint64_t helper_Iret(CpuEnv& env, uint64_t bytes, uint64_t, uint64_t)
         return s.rip;
     }
     if ((s.eflags & NT) && !(s.hflags & HF_LMA)) {
-        log_warn("x86: iret with NT set (a task return) is not implemented: #GP");
-        return gp(env, 0);
+        // Return to the task that called this one (the TSS back link).
+        uint64_t link = 0;
+        if (!env.mmu.load(s.tr.base, 2, link))
+            return 0;
+        if (!task_switch(env, uint16_t(link), TaskReason::Iret, next_rip))
+            return 0;
+        return s.rip;
     }
     if (!pop_value(env, sp, n, rip) || !pop_value(env, sp, n, cs) || !pop_value(env, sp, n, flags))
         return 0;

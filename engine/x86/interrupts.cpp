@@ -2,6 +2,7 @@
 
 #include "common/log.h"
 #include "engine/x86/flags.h"
+#include "engine/x86/task_switch.h"
 
 namespace emu::x86 {
 
@@ -88,13 +89,20 @@ static Delivery deliver_once(CpuEnv& env, int vector, bool has_error, uint32_t e
     unsigned type = (lo >> 40) & 0xf;
     unsigned gate_dpl = (lo >> 45) & 3;
     bool present = lo & (1ull << 47);
-    bool valid_type = long_mode ? (type == 0xe || type == 0xf) : (type == 0x6 || type == 0x7 || type == 0xe || type == 0xf);
+    bool valid_type = long_mode ? (type == 0xe || type == 0xf)
+                                : (type == 0x5 || type == 0x6 || type == 0x7 || type == 0xe || type == 0xf);
     if (!valid_type)
         return fail(13, uint32_t(vector) * 8 + 2 + ext);
     if (software && gate_dpl < s.cpl())
         return fail(13, uint32_t(vector) * 8 + 2);
     if (!present)
         return fail(11, uint32_t(vector) * 8 + 2 + ext);
+    if (type == 0x5) {
+        // A task gate: the handler is another task.
+        if (!task_switch(env, uint16_t(lo >> 16), TaskReason::Int, s.rip, has_error, error))
+            return fail(s.pending_vector, s.pending_error);
+        return Delivery::Ok;
+    }
     bool trap_gate = type & 1;
     bool gate32 = long_mode || (type & 8);
     uint16_t selector = uint16_t(lo >> 16);

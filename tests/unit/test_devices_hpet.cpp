@@ -265,3 +265,27 @@ TEST_CASE("hpet: routes outside the capability, FSB, odd accesses, reset")
     CHECK(b.rd64(timer_cmp(0)) == ~0ull);
     CHECK(b.hpet.dump().find("timer[2].comparator=0xffffffffffffffff\n") != std::string::npos);
 }
+
+TEST_CASE("hpet: random guest accesses are harmless")
+{
+    Bench b;
+    uint64_t seed = 0x4e7;
+    auto next = [&seed] {
+        seed = seed * 6364136223846793005ull + 1442695040888963407ull;
+        return seed >> 33;
+    };
+    for (int i = 0; i < 20'000; ++i) {
+        uint64_t offset = next() % 4 == 0 ? next() % Hpet::kSize : 0x100 + next() % 0x60;
+        unsigned size = 1u << (next() % 4);
+        offset = std::min<uint64_t>(offset, Hpet::kSize - size);
+        uint64_t value = next() % 3 == 0 ? next() % 64 : (next() << 32 | next());
+        if (next() & 1)
+            b.bus.write(kBase + offset, value, size);
+        else
+            (void)b.bus.read(kBase + offset, size);
+        if (next() % 50 == 0)
+            b.wr32(kConfig, next() % 4);
+        b.clock.advance(int64_t(next() % 100'000));
+    }
+    CHECK(b.rd32(0x000) == 0x8086a201);
+}

@@ -354,3 +354,31 @@ TEST_CASE("pic: odd accesses, reinitialisation, reset and the state dump")
     CHECK_FALSE(b.pic.pending());
     CHECK(b.in(0x21) == 0x00);
 }
+
+TEST_CASE("pic: random guest accesses are harmless")
+{
+    Bench b;
+    b.init_linux();
+    uint64_t seed = 0x8259;
+    auto next = [&seed] {
+        seed = seed * 6364136223846793005ull + 1442695040888963407ull;
+        return seed >> 33;
+    };
+    static const uint16_t ports[] = {0x20, 0x21, 0xa0, 0xa1, 0x4d0, 0x4d1};
+    for (int i = 0; i < 20'000; ++i) {
+        uint16_t port = ports[next() % 6];
+        unsigned size = 1u << (next() % 4);
+        if (next() & 1)
+            b.io.write(port, next() << 16 | next(), size);
+        else
+            (void)b.io.read(port, size);
+        int irq = int(next() % 16);
+        if (irq != 2)
+            b.pic.set_irq(irq, next() & 1);
+        if (b.pic.pending()) {
+            int vector = b.pic.acknowledge();
+            CHECK(vector >= 0);
+            CHECK(vector < 256);
+        }
+    }
+}

@@ -341,3 +341,23 @@ TEST_CASE("pit: port 0x61 bits, odd accesses, reset, dump")
     CHECK(b.irq_edges == edges); // counters stop until programmed
     CHECK_FALSE(b.pit.out(0));
 }
+
+TEST_CASE("pit: random guest accesses are harmless")
+{
+    Bench b;
+    uint64_t seed = 0x8254;
+    auto next = [&seed] {
+        seed = seed * 6364136223846793005ull + 1442695040888963407ull;
+        return seed >> 33;
+    };
+    for (int i = 0; i < 20'000; ++i) {
+        uint16_t port = next() % 5 == 0 ? 0x61 : uint16_t(0x40 + next() % 4);
+        unsigned size = 1u << (next() % 4);
+        if (next() & 1)
+            b.io.write(port, next() << 16 | next(), size);
+        else
+            (void)b.io.read(port, size);
+        b.clock.advance(int64_t(next() % 20'000));
+    }
+    CHECK(b.clock.now_ns() > 0);
+}

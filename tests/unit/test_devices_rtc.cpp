@@ -414,3 +414,25 @@ TEST_CASE("rtc: system reset disables interrupts and drops IRQ8")
     CHECK(b.read(0x00) == 0x57); // the clock keeps its time
     CHECK(b.rtc.dump().find("nmi_disabled=0\n") != std::string::npos);
 }
+
+TEST_CASE("rtc: random guest accesses are harmless")
+{
+    Bench b;
+    uint64_t seed = 0x146818;
+    auto next = [&seed] {
+        seed = seed * 6364136223846793005ull + 1442695040888963407ull;
+        return seed >> 33;
+    };
+    for (int i = 0; i < 20'000; ++i) {
+        unsigned size = 1u << (next() % 4);
+        uint16_t port = uint16_t(0x70 + next() % 2);
+        if (next() % 3 == 0)
+            b.io.write(0x70, next() % 16, 1); // favour the clock registers
+        if (next() & 1)
+            b.io.write(port, next() << 16 | next(), size);
+        else
+            (void)b.io.read(port, size);
+        b.clock.advance(int64_t(next() % 5'000'000));
+    }
+    CHECK(b.read(0x0d) == 0x80);
+}

@@ -293,3 +293,29 @@ TEST_CASE("uart: divisor latch, OUT2 gating, odd accesses, COM ports, reset")
     CHECK(b.in(IIR) == 0x01);
     CHECK(b.uart.dump().find("divisor=0xc\n") != std::string::npos);
 }
+
+TEST_CASE("uart: random guest accesses and input are harmless")
+{
+    Bench b;
+    uint64_t seed = 0x16550;
+    auto next = [&seed] {
+        seed = seed * 6364136223846793005ull + 1442695040888963407ull;
+        return seed >> 33;
+    };
+    for (int i = 0; i < 20'000; ++i) {
+        uint16_t port = uint16_t(kCom1 + next() % 8);
+        unsigned size = 1u << (next() % 4);
+        if (next() & 1)
+            b.io.write(port, next() << 16 | next(), size);
+        else
+            (void)b.io.read(port, size);
+        switch (next() % 8) {
+        case 0: b.backend.push_input(std::vector<uint8_t>(next() % 40, uint8_t(next()))); break;
+        case 1: b.backend.push_break(); break;
+        case 2: b.uart.set_modem_inputs(next() & 1, next() & 1, next() & 1, next() & 1); break;
+        default: break;
+        }
+        b.clock.advance(int64_t(next() % 2'000'000));
+    }
+    CHECK(b.uart.state().rx_count <= 16);
+}

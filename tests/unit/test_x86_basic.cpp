@@ -321,3 +321,25 @@ TEST_CASE("bare metal: 32-bit paging, PSE, WP, user/supervisor, v8086, call gate
     CHECK(bus.console == "GWUVCN");
     CHECK(bus.exit_code == 0);
 }
+
+TEST_CASE("bare metal: task switches through TSS descriptors and task gates")
+{
+    FILE* f = fopen(EMU_BAREMETAL_DIR "/tasks.bin", "rb");
+    REQUIRE(f != nullptr);
+    std::vector<uint8_t> image(65536);
+    image.resize(fread(image.data(), 1, image.size(), f));
+    fclose(f);
+    TestBus bus;
+    Vcpu cpu(bus, *find_cpu_model("qemu64"));
+    bus.write(0x7c00, image.data(), image.size());
+    CpuState& s = cpu.state();
+    s.seg[CS].selector = 0;
+    s.seg[CS].base = 0;
+    s.rip = 0x7c00;
+    update_hflags(s);
+    VcpuExit exit = cpu.run(10'000'000);
+    CHECK(exit == VcpuExit::Halted);
+    CHECK(bus.console == "BbD");
+    CHECK(bus.exit_code == 0);
+    CHECK((s.cr0 & CR0_TS) != 0); // every task switch sets TS
+}

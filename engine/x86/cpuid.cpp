@@ -36,7 +36,6 @@ std::vector<CpuModel> make_models()
     max.name = "max";
     max.description = "Enables all features supported by the accelerator in the current host";
     max.brand = "emud TCG CPU";
-    max.features_edx |= VME;
     max.features_ecx |= SSSE3 | SSE41 | SSE42 | MOVBE | POPCNT | XSAVE;
     max.ext_features_edx |= RDTSCP;
     max.ext_features_ecx |= ABM;

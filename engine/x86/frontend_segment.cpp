@@ -239,13 +239,21 @@ bool emit_bcd(Emitter& e)
 bool emit_enter(Emitter& e)
 {
     uint64_t size = e.op[0].imm.value.u & 0xffff, level = e.op[1].imm.value.u & 31;
-    if (level != 0)
-        return false; // nested frames: rarely used; #UD until implemented
     unsigned n = e.opsize(), ss = e.stacksize();
     e.push(e.get_sized(RBP, n), n);
     V frame = e.get_sized(RSP, ss);
+    if (level > 0) {
+        // Nested frames: copy level-1 frame pointers from the enclosing
+        // frame, then push the new frame pointer.
+        V bp = e.get_sized(RBP, ss);
+        for (uint64_t i = 1; i < level; i++) {
+            bp = e.zext(e.op2(Opcode::Sub, bp, e.k(n)), ss);
+            e.push(e.load(e.seg_linear(bp, SS), n), n);
+        }
+        e.push(frame, n);
+    }
     e.set_sized(RBP, frame, n);
-    e.set_sized(RSP, e.zext(e.op2(Opcode::Sub, frame, e.k(size)), ss), ss);
+    e.set_sized(RSP, e.zext(e.op2(Opcode::Sub, e.get_sized(RSP, ss), e.k(size)), ss), ss);
     return true;
 }
 

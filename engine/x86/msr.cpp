@@ -39,6 +39,10 @@ bool read_msr(const CpuState& s, uint32_t index, uint64_t& v)
     case MSR_MTRRCAP:
         v = s.mtrr_cap;
         return true;
+    case MSR_MCG_CAP: // machine-check architecture with no reporting banks
+    case MSR_MCG_STATUS:
+        v = 0;
+        return true;
     case MSR_SYSENTER_CS:
         v = s.sysenter_cs;
         return true;
@@ -104,6 +108,8 @@ bool write_msr(CpuState& s, uint32_t index, uint64_t v)
     case MSR_SYSENTER_CS:
         s.sysenter_cs = v & 0xffff;
         return true;
+    case MSR_MCG_STATUS:
+        return v == 0;
     case MSR_SYSENTER_ESP:
         s.sysenter_esp = v;
         return true;

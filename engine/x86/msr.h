@@ -9,6 +9,8 @@ enum Msr : uint32_t {
     MSR_TSC = 0x10,
     MSR_APIC_BASE = 0x1b,
     MSR_MTRRCAP = 0xfe,
+    MSR_MCG_CAP = 0x179,
+    MSR_MCG_STATUS = 0x17a,
     MSR_SYSENTER_CS = 0x174,
     MSR_SYSENTER_ESP = 0x175,
     MSR_SYSENTER_EIP = 0x176,

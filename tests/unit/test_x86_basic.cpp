@@ -343,3 +343,62 @@ TEST_CASE("bare metal: task switches through TSS descriptors and task gates")
     CHECK(bus.exit_code == 0);
     CHECK((s.cr0 & CR0_TS) != 0); // every task switch sets TS
 }
+
+TEST_CASE("MSRs read back what was written; unknown ones are #GP")
+{
+    Fixture f;
+    Prog p;
+    auto wr = [&](uint32_t msr, uint64_t v) {
+        p.mov(p.ecx, msr);
+        p.mov(p.eax, uint32_t(v));
+        p.mov(p.edx, uint32_t(v >> 32));
+        p.wrmsr();
+    };
+    auto rd = [&](uint32_t msr, const Xbyak::Reg64& dst) {
+        p.mov(p.ecx, msr);
+        p.rdmsr();
+        p.shl(p.rdx, 32);
+        p.or_(p.rax, p.rdx);
+        p.mov(dst, p.rax);
+    };
+    wr(0xc0000082, 0xffffffff81000000ull); // LSTAR
+    rd(0xc0000082, p.r8);
+    wr(0x200, 0x80000006ull);              // MTRR physbase0
+    rd(0x200, p.r9);
+    wr(0xc0000102, 0x1234000ull);          // KERNEL_GS_BASE
+    p.db(0x0f);
+    p.db(0x01);
+    p.db(0xf8); // swapgs
+    rd(0xc0000101, p.r10);                 // GS_BASE, swapped in
+    rd(0x179, p.r11);                      // MCG_CAP: no banks
+    p.mov(p.ecx, 0xdeadbeef);
+    p.rdmsr();                             // #GP
+    p.hlt();
+    f.bus.write(k_code, p.getCode(), p.getSize());
+    f.s.rip = k_code;
+    REQUIRE(f.cpu.run(100000) == VcpuExit::Halted);
+    CHECK(halted_in_stub(f.cpu) == 13);
+    CHECK(f.s.regs[R8] == 0xffffffff81000000ull);
+    CHECK(f.s.regs[R9] == 0x80000006ull);
+    CHECK(f.s.regs[R10] == 0x1234000ull);
+    CHECK(f.s.regs[R11] == 0);
+}
+
+TEST_CASE("enter with nesting levels builds the display")
+{
+    Fixture f;
+    Prog p;
+    p.mov(p.rbp, 0x70000);
+    p.mov(p.qword[p.rbp - 8], 0x1111);
+    p.mov(p.qword[p.rbp - 16], 0x2222);
+    p.enter(32, 3);
+    p.hlt();
+    f.run(p);
+    uint64_t frame = f.s.regs[RBP];
+    CHECK(frame == k_stack - 8);
+    CHECK(f.bus.read64(k_stack - 8) == 0x70000);       // old rbp
+    CHECK(f.bus.read64(k_stack - 16) == 0x1111);       // copied from the enclosing display
+    CHECK(f.bus.read64(k_stack - 24) == 0x2222);
+    CHECK(f.bus.read64(k_stack - 32) == frame);        // the new frame pointer
+    CHECK(f.s.regs[RSP] == k_stack - 32 - 32);
+}

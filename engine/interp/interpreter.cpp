@@ -4,6 +4,7 @@
 #include "engine/x86/helpers.h"
 
 #include <cstring>
+#include <mutex>
 
 namespace emu::interp {
 
@@ -13,6 +14,127 @@ using namespace emu::x86;
 namespace {
 
 const void* const* g_labels = nullptr;
+
+// Locked operations that cannot be done with one host atomic (MMIO, page
+// boundaries, code pages) are serialised against each other here.
+std::mutex g_atomic_fallback;
+
+template <class T>
+uint64_t rmw_host(uint8_t* p, unsigned op, uint64_t v)
+{
+    T* t = reinterpret_cast<T*>(p);
+    switch (op) {
+    case 0:
+        return __atomic_fetch_add(t, T(v), __ATOMIC_SEQ_CST);
+    case 1:
+        return __atomic_fetch_and(t, T(v), __ATOMIC_SEQ_CST);
+    case 2:
+        return __atomic_fetch_or(t, T(v), __ATOMIC_SEQ_CST);
+    case 3:
+        return __atomic_fetch_xor(t, T(v), __ATOMIC_SEQ_CST);
+    case 4:
+        return __atomic_exchange_n(t, T(v), __ATOMIC_SEQ_CST);
+    default: {
+        T old = __atomic_load_n(t, __ATOMIC_SEQ_CST);
+        while (!__atomic_compare_exchange_n(t, &old, T(-old), false, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST)) {
+        }
+        return old;
+    }
+    }
+}
+
+uint64_t apply(unsigned op, uint64_t old, uint64_t v)
+{
+    switch (op) {
+    case 0:
+        return old + v;
+    case 1:
+        return old & v;
+    case 2:
+        return old | v;
+    case 3:
+        return old ^ v;
+    case 4:
+        return v;
+    default:
+        return -old;
+    }
+}
+
+// false: a fault is pending.
+bool atomic_rmw(Mmu& mmu, uint64_t va, unsigned op, unsigned n, uint64_t v, uint64_t& old)
+{
+    bool fault;
+    if (uint8_t* p = mmu.host_for_rmw(va, n, fault)) {
+        switch (n) {
+        case 1:
+            old = rmw_host<uint8_t>(p, op, v);
+            break;
+        case 2:
+            old = rmw_host<uint16_t>(p, op, v);
+            break;
+        case 4:
+            old = rmw_host<uint32_t>(p, op, v);
+            break;
+        default:
+            old = rmw_host<uint64_t>(p, op, v);
+            break;
+        }
+        return true;
+    }
+    if (fault)
+        return false;
+    std::lock_guard lock(g_atomic_fallback);
+    if (!mmu.load(va, n, old))
+        return false;
+    return mmu.store(va, n, apply(op, old, v));
+}
+
+bool atomic_cmpxchg(Mmu& mmu, uint64_t va, unsigned n, uint64_t expected, uint64_t desired, uint64_t& old)
+{
+    bool fault;
+    uint64_t mask = n == 8 ? ~0ull : (1ull << (8 * n)) - 1;
+    expected &= mask;
+    if (uint8_t* p = mmu.host_for_rmw(va, n, fault)) {
+        switch (n) {
+        case 1: {
+            uint8_t e = uint8_t(expected);
+            __atomic_compare_exchange_n(p, &e, uint8_t(desired), false, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST);
+            old = e;
+            break;
+        }
+        case 2: {
+            uint16_t e = uint16_t(expected);
+            __atomic_compare_exchange_n(reinterpret_cast<uint16_t*>(p), &e, uint16_t(desired), false,
+                                        __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST);
+            old = e;
+            break;
+        }
+        case 4: {
+            uint32_t e = uint32_t(expected);
+            __atomic_compare_exchange_n(reinterpret_cast<uint32_t*>(p), &e, uint32_t(desired), false,
+                                        __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST);
+            old = e;
+            break;
+        }
+        default: {
+            uint64_t e = expected;
+            __atomic_compare_exchange_n(reinterpret_cast<uint64_t*>(p), &e, desired, false, __ATOMIC_SEQ_CST,
+                                        __ATOMIC_SEQ_CST);
+            old = e;
+            break;
+        }
+        }
+        return true;
+    }
+    if (fault)
+        return false;
+    std::lock_guard lock(g_atomic_fallback);
+    if (!mmu.load(va, n, old))
+        return false;
+    // A locked cmpxchg writes the old value back when it does not match.
+    return mmu.store(va, n, old == expected ? desired : old);
+}
 
 // Runs a block, or (block == nullptr) publishes the handler table.
 Exit run(const CompiledBlock* block, CpuEnv* env, uint64_t* F)
@@ -185,6 +307,20 @@ op_Store32:
 op_Store64:
     if (!mmu.store(F[op->a], 8, F[op->b]))
         goto fault;
+    if (__builtin_expect(env->smc, 0))
+        goto smc;
+    NEXT;
+op_AtomicRmw:
+    if (!atomic_rmw(mmu, F[op->a], unsigned(op->imm & 0xff), unsigned(op->imm >> 8), F[op->b], v))
+        goto fault;
+    F[op->dst] = v;
+    if (__builtin_expect(env->smc, 0))
+        goto smc;
+    NEXT;
+op_AtomicCmpxchg:
+    if (!atomic_cmpxchg(mmu, F[op->a], unsigned(op->imm), F[op->b], F[op->c], v))
+        goto fault;
+    F[op->dst] = v;
     if (__builtin_expect(env->smc, 0))
         goto smc;
     NEXT;

@@ -29,6 +29,8 @@ bool is_barrier(Opcode op)
     case Opcode::Call:
     case Opcode::StoreField:
     case Opcode::LoadField:
+    case Opcode::AtomicRmw:
+    case Opcode::AtomicCmpxchg:
         return true;
     default:
         return false;

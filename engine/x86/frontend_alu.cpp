@@ -38,8 +38,67 @@ unsigned cc_of(ZydisMnemonic m)
 
 unsigned condition_of(ZydisMnemonic m) { return cc_of(m); }
 
+namespace {
+
+bool emit_alu_locked(Emitter& e)
+{
+    unsigned n = e.bytes(0);
+    V c = e.read(1), addr = e.address(0);
+    V old, res;
+    FlagOp f;
+    switch (e.insn.mnemonic) {
+    case ZYDIS_MNEMONIC_ADD:
+        old = e.atomic(0, addr, c, n);
+        res = e.op2(Opcode::Add, old, c);
+        f = FlagOp::Add;
+        break;
+    case ZYDIS_MNEMONIC_SUB:
+        old = e.atomic(0, addr, e.op1(Opcode::Neg, c), n);
+        res = e.op2(Opcode::Sub, old, c);
+        f = FlagOp::Sub;
+        break;
+    case ZYDIS_MNEMONIC_ADC: {
+        V total = e.op2(Opcode::Add, c, e.b.emit(Opcode::GetCarry));
+        old = e.atomic(0, addr, total, n);
+        res = e.op2(Opcode::Add, old, total);
+        f = FlagOp::Adc;
+        break;
+    }
+    case ZYDIS_MNEMONIC_SBB: {
+        V total = e.op2(Opcode::Add, c, e.b.emit(Opcode::GetCarry));
+        old = e.atomic(0, addr, e.op1(Opcode::Neg, total), n);
+        res = e.op2(Opcode::Sub, old, total);
+        f = FlagOp::Sbb;
+        break;
+    }
+    case ZYDIS_MNEMONIC_AND:
+        old = e.atomic(1, addr, c, n);
+        res = e.op2(Opcode::And, old, c);
+        f = FlagOp::Logic;
+        break;
+    case ZYDIS_MNEMONIC_OR:
+        old = e.atomic(2, addr, c, n);
+        res = e.op2(Opcode::Or, old, c);
+        f = FlagOp::Logic;
+        break;
+    case ZYDIS_MNEMONIC_XOR:
+        old = e.atomic(3, addr, c, n);
+        res = e.op2(Opcode::Xor, old, c);
+        f = FlagOp::Logic;
+        break;
+    default:
+        return false; // lock cmp/test: #UD
+    }
+    e.set_flags(f, n, res, old, c);
+    return true;
+}
+
+} // namespace
+
 bool emit_alu(Emitter& e)
 {
+    if (e.locked())
+        return emit_alu_locked(e);
     unsigned n = e.bytes(0);
     V a = e.read(0), c = e.read(1);
     if (a == UINT32_MAX || c == UINT32_MAX)
@@ -99,8 +158,15 @@ bool emit_alu(Emitter& e)
 bool emit_incdec(Emitter& e)
 {
     unsigned n = e.bytes(0);
-    V a = e.read(0);
     bool inc = e.insn.mnemonic == ZYDIS_MNEMONIC_INC;
+    if (e.locked()) {
+        V carry = e.b.emit(Opcode::GetCarry);
+        V old = e.atomic(0, e.address(0), e.k(inc ? 1 : ~0ull), n);
+        V res = e.op2(inc ? Opcode::Add : Opcode::Sub, old, e.k(1));
+        e.set_flags(inc ? FlagOp::Inc : FlagOp::Dec, n, res, old, carry);
+        return true;
+    }
+    V a = e.read(0);
     V res = e.op2(inc ? Opcode::Add : Opcode::Sub, a, e.k(1));
     V carry = e.b.emit(Opcode::GetCarry);
     e.write(0, res);
@@ -110,6 +176,11 @@ bool emit_incdec(Emitter& e)
 
 bool emit_neg(Emitter& e)
 {
+    if (e.locked()) {
+        V old = e.atomic(5, e.address(0), e.k(0), e.bytes(0));
+        e.set_flags(FlagOp::Sub, e.bytes(0), e.op1(Opcode::Neg, old), e.k(0), old);
+        return true;
+    }
     V a = e.read(0);
     V res = e.op1(Opcode::Neg, a);
     e.write(0, res);
@@ -119,6 +190,10 @@ bool emit_neg(Emitter& e)
 
 bool emit_not(Emitter& e)
 {
+    if (e.locked()) {
+        e.atomic(3, e.address(0), e.k(Emitter::mask(e.bytes(0))), e.bytes(0));
+        return true;
+    }
     e.write(0, e.op1(Opcode::Not, e.read(0)));
     return true;
 }
@@ -303,21 +378,35 @@ bool emit_bt(Emitter& e)
 {
     unsigned n = e.bytes(0);
     unsigned log_bits = __builtin_ctz(n * 8);
-    V word, bit, addr = UINT32_MAX;
-    if (e.op[0].type == ZYDIS_OPERAND_TYPE_MEMORY && e.op[1].type == ZYDIS_OPERAND_TYPE_REGISTER) {
-        // A register bit offset addresses a bit string: it may reach beyond the operand.
-        V offset = e.sext(e.read(1), n);
-        V disp = e.op2(Opcode::Shl, e.op2(Opcode::Sar, offset, e.k(log_bits)), e.k(__builtin_ctz(n)));
-        addr = e.op2(Opcode::Add, e.address(0), disp);
-        if (!(e.hflags & HF_CS64))
-            addr = e.zext(addr, 4);
-        word = e.load(addr, n);
-        bit = e.op2(Opcode::And, offset, e.k(n * 8 - 1));
+    bool modifies = e.insn.mnemonic != ZYDIS_MNEMONIC_BT;
+    V bit, addr = UINT32_MAX;
+    if (e.op[0].type == ZYDIS_OPERAND_TYPE_MEMORY) {
+        addr = e.address(0);
+        if (e.op[1].type == ZYDIS_OPERAND_TYPE_REGISTER) {
+            // A register bit offset addresses a bit string: it may reach beyond the operand.
+            V offset = e.sext(e.read(1), n);
+            V disp = e.op2(Opcode::Shl, e.op2(Opcode::Sar, offset, e.k(log_bits)), e.k(__builtin_ctz(n)));
+            addr = e.op2(Opcode::Add, addr, disp);
+            if (!(e.hflags & HF_CS64))
+                addr = e.zext(addr, 4);
+            bit = e.op2(Opcode::And, offset, e.k(n * 8 - 1));
+        } else {
+            bit = e.op2(Opcode::And, e.read(1), e.k(n * 8 - 1));
+        }
     } else {
-        word = e.read(0);
         bit = e.op2(Opcode::And, e.read(1), e.k(n * 8 - 1));
     }
     V one = e.op2(Opcode::Shl, e.k(1), bit);
+    if (modifies && addr != UINT32_MAX && (e.insn.attributes & ZYDIS_ATTRIB_HAS_LOCK)) {
+        // One host atomic on the word.
+        V old = e.insn.mnemonic == ZYDIS_MNEMONIC_BTS   ? e.atomic(2, addr, one, n)
+                : e.insn.mnemonic == ZYDIS_MNEMONIC_BTR ? e.atomic(1, addr, e.op1(Opcode::Not, one), n)
+                                                        : e.atomic(3, addr, one, n);
+        e.b.emit(Opcode::SetEflags, Arg::value(e.op2(Opcode::And, e.op2(Opcode::Shr, old, bit), e.k(1))),
+                 Arg::imm(CF));
+        return true;
+    }
+    V word = addr != UINT32_MAX ? e.load(addr, n) : e.read(0);
     V cf = e.op2(Opcode::And, e.op2(Opcode::Shr, word, bit), e.k(1));
     V res = UINT32_MAX;
     switch (e.insn.mnemonic) {

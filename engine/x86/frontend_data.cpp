@@ -64,6 +64,15 @@ bool emit_lea(Emitter& e)
 
 bool emit_xchg(Emitter& e)
 {
+    // With a memory operand, xchg is always locked: one host atomic exchange.
+    for (int m = 0; m < 2; m++) {
+        if (e.op[m].type != ZYDIS_OPERAND_TYPE_MEMORY)
+            continue;
+        int r = 1 - m;
+        V old = e.atomic(4, e.address(m), e.read(r), e.bytes(m));
+        e.write(r, old);
+        return true;
+    }
     V a = e.read(0), c = e.read(1);
     // Memory first: if the store faults, no register has changed.
     if (e.op[1].type == ZYDIS_OPERAND_TYPE_MEMORY) {
@@ -79,6 +88,13 @@ bool emit_xchg(Emitter& e)
 bool emit_xadd(Emitter& e)
 {
     unsigned n = e.bytes(0);
+    if (e.locked()) {
+        V c = e.read(1);
+        V old = e.atomic(0, e.address(0), c, n);
+        e.write(1, old);
+        e.set_flags(FlagOp::Add, n, e.op2(Opcode::Add, old, c), old, c);
+        return true;
+    }
     V a = e.read(0), c = e.read(1);
     V sum = e.op2(Opcode::Add, a, c);
     // The destination is written last (xadd r, r with one register keeps the
@@ -97,6 +113,17 @@ bool emit_xadd(Emitter& e)
 bool emit_cmpxchg(Emitter& e)
 {
     unsigned n = e.bytes(0);
+    if (e.locked()) {
+        V src = e.read(1);
+        V acc = e.get_sized(RAX, n);
+        V old = e.b.emit(Opcode::AtomicCmpxchg, Arg::imm(n), Arg::value(e.address(0)), Arg::value(acc),
+                         Arg::value(src));
+        V equal = e.op2(Opcode::CmpEq, acc, old);
+        V rax = e.get(RAX);
+        e.set(RAX, e.b.emit(Opcode::Select, Arg::value(equal), Arg::value(rax), Arg::value(e.merged(RAX, old, n))));
+        e.set_flags(FlagOp::Sub, n, e.op2(Opcode::Sub, acc, old), acc, old);
+        return true;
+    }
     V dst = e.read(0), src = e.read(1);
     V acc = e.get_sized(RAX, n);
     V equal = e.op2(Opcode::CmpEq, acc, dst);

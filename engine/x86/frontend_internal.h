@@ -80,6 +80,13 @@ struct Emitter {
         return zext(b.emit(Opcode::LoadField, Arg::imm(offsetof(CpuState, seg) + seg * sizeof(Segment))), 2);
     }
     V call(Helper h, V a = UINT32_MAX, V c = UINT32_MAX, V d = UINT32_MAX);
+
+    // LOCK with a memory destination: the read-modify-write is one host atomic.
+    bool locked() const { return (insn.attributes & ZYDIS_ATTRIB_HAS_LOCK) && op[0].type == ZYDIS_OPERAND_TYPE_MEMORY; }
+    V atomic(unsigned op_kind, V addr, V value, unsigned bytes)
+    {
+        return b.emit(Opcode::AtomicRmw, Arg::imm(op_kind | bytes << 8), Arg::value(addr), Arg::value(value));
+    }
     uint64_t ip_mask() const { return (hflags & HF_CS64) ? ~0ull : (hflags & HF_CS32) ? 0xffffffffull : 0xffffull; }
 
     // Memory operand addresses, cached so read-modify-write computes them once.

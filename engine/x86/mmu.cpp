@@ -314,6 +314,25 @@ bool Mmu::store_slow(uint64_t va, unsigned size, uint64_t value)
     return true;
 }
 
+uint8_t* Mmu::host_for_rmw(uint64_t va, unsigned size, bool& fault)
+{
+    fault = false;
+    if ((va & 0xfff) + size > 4096)
+        return nullptr;
+    const Entry* e = &m_tlb[view()][(va >> 12) % k_entries];
+    if (e->write_tag != (va & ~0xfffull)) {
+        uint64_t gpa;
+        if (!check_canonical(va) || !access_page(va, Access::Write, gpa, false)) {
+            fault = true;
+            return nullptr;
+        }
+        e = &m_tlb[view()][(va >> 12) % k_entries];
+        if (e->write_tag != (va & ~0xfffull))
+            return nullptr; // MMIO, ROM or a page with code
+    }
+    return e->host + (va & 0xfff);
+}
+
 size_t Mmu::fetch(uint64_t va, uint8_t* out, size_t len, uint64_t& gpa)
 {
     if (!check_canonical(va))

@@ -45,6 +45,12 @@ public:
         return store_slow(va, size, value);
     }
 
+    // A host pointer for an atomic read-modify-write of 'size' bytes at va:
+    // RAM, writable, not holding code, within one page. nullptr with
+    // 'fault' false means "not possible atomically" (MMIO, a page boundary,
+    // a code page): the caller falls back; with 'fault' true a fault is pending.
+    uint8_t* host_for_rmw(uint64_t va, unsigned size, bool& fault);
+
     // Instruction fetch: copies up to 'len' bytes at va; returns how many could
     // be fetched before a fault or a page boundary stopped it; 'gpa' is the
     // physical address of va.

@@ -424,6 +424,20 @@ bool Generator::next(Case& c)
     }
     // AH..BH cannot be encoded with REX: the encoder picks SPL etc. instead,
     // which is fine; byte registers beyond are fine too.
+    // Locked forms of the read-modify-write instructions, half the time.
+    bool lockable = (t.form == Form::MR || t.form == Form::MI || t.form == Form::M) &&
+                    t.mnemonic != ZYDIS_MNEMONIC_CMP && t.mnemonic != ZYDIS_MNEMONIC_TEST &&
+                    t.mnemonic != ZYDIS_MNEMONIC_MOV && t.mnemonic != ZYDIS_MNEMONIC_XCHG &&
+                    t.mnemonic != ZYDIS_MNEMONIC_PUSH && t.mnemonic != ZYDIS_MNEMONIC_BT &&
+                    !(t.mnemonic >= ZYDIS_MNEMONIC_SETB && t.mnemonic <= ZYDIS_MNEMONIC_SETZ) &&
+                    t.mnemonic != ZYDIS_MNEMONIC_MUL && t.mnemonic != ZYDIS_MNEMONIC_IMUL &&
+                    t.mnemonic != ZYDIS_MNEMONIC_DIV && t.mnemonic != ZYDIS_MNEMONIC_IDIV &&
+                    t.mnemonic != ZYDIS_MNEMONIC_SHL && t.mnemonic != ZYDIS_MNEMONIC_SHR &&
+                    t.mnemonic != ZYDIS_MNEMONIC_SAR && t.mnemonic != ZYDIS_MNEMONIC_ROL &&
+                    t.mnemonic != ZYDIS_MNEMONIC_ROR && t.mnemonic != ZYDIS_MNEMONIC_RCL &&
+                    t.mnemonic != ZYDIS_MNEMONIC_RCR;
+    if (lockable && m_rng() % 2)
+        req.prefixes |= ZYDIS_ATTRIB_HAS_LOCK;
     if (m_compat) {
         req.machine_mode = ZYDIS_MACHINE_MODE_LONG_COMPAT_32;
         // push/pop of a register: 32-bit in this mode.

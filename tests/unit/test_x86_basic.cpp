@@ -3,6 +3,7 @@
 #include "tests/unit/x86_test_machine.h"
 
 #include <doctest/doctest.h>
+#include <thread>
 #include <xbyak/xbyak.h>
 
 using namespace emu;
@@ -401,4 +402,52 @@ TEST_CASE("enter with nesting levels builds the display")
     CHECK(f.bus.read64(k_stack - 24) == 0x2222);
     CHECK(f.bus.read64(k_stack - 32) == frame);        // the new frame pointer
     CHECK(f.s.regs[RSP] == k_stack - 32 - 32);
+}
+
+TEST_CASE("lock cmpxchg spinlocks keep two vCPU threads' plain updates exact")
+{
+    // Two vCPUs on two host threads share RAM. Each takes a spinlock with
+    // lock cmpxchg, does a plain load/add/store on a counter, and releases
+    // the lock with a plain store; lock xadd counts the rounds too.
+    TestBus bus;
+    for (uint64_t a = 0; a < 0x400000; a += 4096)
+        bus.write64(a, 0); // pages exist before the threads start
+    constexpr uint64_t lock_at = 0x300000, counter_at = 0x300040, xadd_at = 0x300080;
+    constexpr int rounds = 20000;
+    Prog p;
+    Xbyak::Label again, spin, loop;
+    p.mov(p.r8d, rounds);
+    p.mov(p.rbx, lock_at);
+    p.L(loop);
+    p.L(spin);
+    p.xor_(p.eax, p.eax);
+    p.mov(p.ecx, 1);
+    p.lock();
+    p.cmpxchg(p.dword[p.rbx], p.ecx);
+    p.jnz(spin);
+    p.mov(p.rdx, p.qword[p.rbx + 0x40]);
+    p.add(p.rdx, 1);
+    p.mov(p.qword[p.rbx + 0x40], p.rdx);
+    p.mov(p.dword[p.rbx], 0);
+    p.mov(p.eax, 1);
+    p.lock();
+    p.xadd(p.qword[p.rbx + 0x80], p.rax);
+    p.dec(p.r8d);
+    p.jnz(loop);
+    p.hlt();
+    bus.write(k_code, p.getCode(), p.getSize());
+    auto worker = [&](int index) {
+        Vcpu cpu(bus, *find_cpu_model("max"), unsigned(index), 2);
+        enter_long_mode(cpu, bus);
+        cpu.state().regs[RSP] = k_stack - 0x8000 * index;
+        cpu.state().rip = k_code;
+        while (cpu.run(1'000'000) == VcpuExit::Budget) {
+        }
+    };
+    std::thread a(worker, 0), b(worker, 1);
+    a.join();
+    b.join();
+    CHECK(bus.read64(counter_at) == 2 * rounds);
+    CHECK(bus.read64(xadd_at) == 2 * rounds);
+    CHECK((bus.read64(lock_at) & 0xffffffff) == 0);
 }

@@ -266,6 +266,11 @@ op_BoolToInt:
 op_NotBool:
     F[op->dst] = !F[op->a];
     NEXT;
+op_CheckSeg:
+    if (!segment_access_ok(s, unsigned(op->imm & 0xff), F[op->a], unsigned((op->imm >> 8) & 0xff),
+                           (op->imm >> 16) & 1))
+        goto fault;
+    NEXT;
 op_Load8:
     if (!mmu.load(F[op->a], 1, v))
         goto fault;

@@ -31,6 +31,7 @@ bool is_barrier(Opcode op)
     case Opcode::LoadField:
     case Opcode::AtomicRmw:
     case Opcode::AtomicCmpxchg:
+    case Opcode::CheckSeg:
         return true;
     default:
         return false;

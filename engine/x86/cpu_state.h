@@ -56,6 +56,7 @@ enum HFlags : uint32_t {
     HF_SS32 = 1u << 6, // 32-bit stack
     HF_VM = 1u << 7,   // virtual-8086 mode
     HF_ADDSEG = 1u << 8, // DS/ES/SS have non-zero bases (16/32-bit modes)
+    HF_SEGCHECK = 1u << 9, // CS/DS/ES/SS are not all flat: accesses check limits and types
 };
 
 struct CpuState {
@@ -97,6 +98,10 @@ struct CpuState {
 };
 
 inline constexpr size_t state_offset_regs = offsetof(CpuState, regs);
+
+// The segment check of CheckSeg: false with #GP/#SS pending in 's' when the
+// access of 'bytes' at 'offset' through segment 'seg' is not allowed.
+bool segment_access_ok(CpuState& s, unsigned seg, uint64_t offset, unsigned bytes, bool write);
 
 // Recomputes hflags from CR0, EFER, CS, SS and EFLAGS after any change to them.
 void update_hflags(CpuState& s);

@@ -177,9 +177,16 @@ V Emitter::address(int i)
         }
         a = zext(a, addrsize());
     }
-    // LEA wants the offset; everything else the linear address.
-    if (insn.mnemonic != ZYDIS_MNEMONIC_LEA)
+    // LEA wants the offset; everything else the linear address, after the
+    // segment allows the access (the whole operand, written if it is).
+    if (insn.mnemonic != ZYDIS_MNEMONIC_LEA) {
+        bool writes = op[i].actions & ZYDIS_OPERAND_ACTION_MASK_WRITE;
+        unsigned size = op[i].size / 8;
+        if (insn.meta.isa_set == ZYDIS_ISA_SET_FXSAVE || insn.meta.isa_set == ZYDIS_ISA_SET_FXSAVE64)
+            size = 512;
+        check_segment(a, seg_index(m.segment), std::min(size, 512u), writes);
         a = seg_linear(a, seg_index(m.segment));
+    }
     m_addr_cache[i] = a;
     m_addr_valid[i] = true;
     return a;
@@ -238,6 +245,7 @@ void Emitter::push(V v, unsigned n)
     unsigned ss = stacksize();
     V sp = op2(Opcode::Sub, get_sized(RSP, ss), k(n));
     sp = zext(sp, ss);
+    check_segment(sp, SS, n, true);
     store(seg_linear(sp, SS), v, n); // the store may fault: RSP is written after it
     set_sized(RSP, sp, ss);
 }
@@ -246,6 +254,7 @@ V Emitter::pop(unsigned n)
 {
     unsigned ss = stacksize();
     V sp = get_sized(RSP, ss);
+    check_segment(sp, SS, n, false);
     V v = load(seg_linear(sp, SS), n);
     set_sized(RSP, zext(op2(Opcode::Add, sp, k(n)), ss), ss);
     return v;

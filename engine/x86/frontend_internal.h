@@ -55,6 +55,16 @@ struct Emitter {
     V load(V addr, unsigned bytes);
     void store(V addr, V v, unsigned bytes);
     V seg_linear(V offset, int seg); // adds the segment base where the mode needs it
+    // Emits the limit/type check of an access where the mode needs one.
+    void check_segment(V offset, int seg, unsigned bytes, bool write)
+    {
+        if ((hflags & HF_CS64) || bytes == 0)
+            return;
+        if (!(hflags & HF_SEGCHECK) && seg != FS && seg != GS)
+            return;
+        b.emit(Opcode::CheckSeg, Arg::imm(uint64_t(seg) | uint64_t(bytes) << 8 | uint64_t(write) << 16),
+               Arg::value(offset));
+    }
     void push(V v, unsigned bytes);
     V pop(unsigned bytes); // returns the value; RSP is updated
 

@@ -248,6 +248,8 @@ uint64_t helper_V86Iopl(CpuEnv& env, uint64_t, uint64_t, uint64_t)
 
 // --- string instructions --------------------------------------------------------
 
+bool io_permitted(CpuEnv& env, uint16_t port, unsigned bytes); // helpers_system.cpp
+
 uint64_t helper_StringOp(CpuEnv& env, uint64_t desc, uint64_t rip, uint64_t)
 {
     CpuState& s = env.s;
@@ -257,6 +259,14 @@ uint64_t helper_StringOp(CpuEnv& env, uint64_t desc, uint64_t rip, uint64_t)
     uint64_t amask = mask_of(addr_bytes);
     bool long64 = s.hflags & HF_CS64;
     int64_t step = (s.eflags & DF) ? -int64_t(n) : int64_t(n);
+    bool check = !long64 && ((s.hflags & HF_SEGCHECK) || seg == FS || seg == GS);
+    auto seg_ok = [&](unsigned sg, uint64_t off, bool write) {
+        return !check || segment_access_ok(s, sg, off & amask, n, write);
+    };
+    if ((op == 5 || op == 6) && !io_permitted(env, uint16_t(s.regs[RDX]), n)) {
+        env.raise(13, true, 0);
+        return rip;
+    }
     auto linear = [&](unsigned sg, uint64_t off) -> uint64_t {
         if (long64)
             return (sg == FS || sg == GS) ? s.seg[sg].base + off : off;
@@ -276,6 +286,8 @@ uint64_t helper_StringOp(CpuEnv& env, uint64_t desc, uint64_t rip, uint64_t)
         bool stop = false;
         switch (op) {
         case 0: // movs
+            if (!seg_ok(seg, s.regs[RSI], false) || !seg_ok(ES, s.regs[RDI], true))
+                return rip;
             if (!env.mmu.load(linear(seg, s.regs[RSI] & amask), n, v) ||
                 !env.mmu.store(linear(ES, s.regs[RDI] & amask), n, v))
                 return rip;
@@ -283,11 +295,15 @@ uint64_t helper_StringOp(CpuEnv& env, uint64_t desc, uint64_t rip, uint64_t)
             advance(RDI);
             break;
         case 1: // stos
+            if (!seg_ok(ES, s.regs[RDI], true))
+                return rip;
             if (!env.mmu.store(linear(ES, s.regs[RDI] & amask), n, s.regs[RAX] & mask_of(n)))
                 return rip;
             advance(RDI);
             break;
         case 2: // lods
+            if (!seg_ok(seg, s.regs[RSI], false))
+                return rip;
             if (!env.mmu.load(linear(seg, s.regs[RSI] & amask), n, v))
                 return rip;
             set_gpr_sized(s, RAX, v, n);
@@ -296,6 +312,8 @@ uint64_t helper_StringOp(CpuEnv& env, uint64_t desc, uint64_t rip, uint64_t)
         case 3:   // cmps
         case 4: { // scas
             uint64_t a, b2;
+            if ((op == 3 && !seg_ok(seg, s.regs[RSI], false)) || !seg_ok(ES, s.regs[RDI], false))
+                return rip;
             if (op == 3) {
                 if (!env.mmu.load(linear(seg, s.regs[RSI] & amask), n, a) ||
                     !env.mmu.load(linear(ES, s.regs[RDI] & amask), n, b2))
@@ -317,12 +335,16 @@ uint64_t helper_StringOp(CpuEnv& env, uint64_t desc, uint64_t rip, uint64_t)
             break;
         }
         case 5: // ins
+            if (!seg_ok(ES, s.regs[RDI], true))
+                return rip;
             v = env.bus.port_read(uint16_t(s.regs[RDX]), n);
             if (!env.mmu.store(linear(ES, s.regs[RDI] & amask), n, v))
                 return rip;
             advance(RDI);
             break;
         default: // outs
+            if (!seg_ok(seg, s.regs[RSI], false))
+                return rip;
             if (!env.mmu.load(linear(seg, s.regs[RSI] & amask), n, v))
                 return rip;
             env.bus.port_write(uint16_t(s.regs[RDX]), v, n);

@@ -48,6 +48,49 @@ bool io_allowed(CpuEnv& env, uint16_t port, unsigned bytes)
 
 } // namespace
 
+namespace {
+
+bool flat(const Segment& sg)
+{
+    // Base 0, 4 GiB, present, not expand-down.
+    bool expand_down = (sg.attr & 0x18) == 0x10 && (sg.attr & 4);
+    return sg.base == 0 && sg.limit == 0xffffffff && (sg.attr & 0x80) && !expand_down;
+}
+
+} // namespace
+
+bool io_permitted(CpuEnv& env, uint16_t port, unsigned bytes) { return io_allowed(env, port, bytes); }
+
+bool segment_access_ok(CpuState& s, unsigned seg, uint64_t offset, unsigned bytes, bool write)
+{
+    const Segment& sg = s.seg[seg];
+    auto fail = [&] {
+        s.pending_vector = seg == SS ? 12 : 13;
+        s.pending_error = 0;
+        s.pending_has_error = true;
+        return false;
+    };
+    uint64_t last = offset + bytes - 1;
+    bool pm = (s.hflags & HF_PE) && !(s.hflags & HF_VM);
+    if (pm) {
+        if (!(sg.attr & 0x80))
+            return fail(); // null or not present
+        bool code = sg.attr & 8;
+        if (code ? (write || !(sg.attr & 2)) : (write && !(sg.attr & 2)))
+            return fail(); // execute-only code, or a read-only segment written
+        if (!code && (sg.attr & 4)) {
+            // Expand-down: valid offsets lie above the limit.
+            uint64_t top = (sg.attr & (1u << 14)) ? 0xffffffffull : 0xffffull;
+            if (offset <= sg.limit || last > top)
+                return fail();
+            return true;
+        }
+    }
+    if (last > sg.limit)
+        return fail();
+    return true;
+}
+
 void update_hflags(CpuState& s)
 {
     uint32_t h = 0;
@@ -56,7 +99,7 @@ void update_hflags(CpuState& s)
     if (s.cr0 & CR0_PE) {
         h |= HF_PE;
         if (s.eflags & VM) {
-            h |= HF_VM | 3;
+            h |= HF_VM | 3 | HF_SEGCHECK; // 64 KiB segments
         } else {
             h |= s.seg[CS].selector & 3;
             if ((h & HF_LMA) && (s.seg[CS].attr & (1u << 13)))
@@ -67,7 +110,11 @@ void update_hflags(CpuState& s)
                 h |= HF_SS32;
             if (!(h & HF_CS64) && (s.seg[DS].base | s.seg[ES].base | s.seg[SS].base) != 0)
                 h |= HF_ADDSEG;
+            if (!(h & HF_CS64) && !(flat(s.seg[CS]) && flat(s.seg[DS]) && flat(s.seg[ES]) && flat(s.seg[SS])))
+                h |= HF_SEGCHECK;
         }
+    } else {
+        h |= HF_SEGCHECK; // real mode: 64 KiB limits (or the cached ones of unreal mode)
     }
     s.hflags = h;
 }

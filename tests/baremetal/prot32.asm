@@ -196,6 +196,8 @@ fail:
     hlt
 
 user_code:
+    mov ax, 0x23            ; iret to ring 3 nulled DS: load the user one
+    mov ds, ax
     mov eax, [0x400000]     ; #PF: supervisor page
     jmp $
 

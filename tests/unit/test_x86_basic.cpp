@@ -451,3 +451,81 @@ TEST_CASE("lock cmpxchg spinlocks keep two vCPU threads' plain updates exact")
     CHECK(bus.read64(xadd_at) == 2 * rounds);
     CHECK((bus.read64(lock_at) & 0xffffffff) == 0);
 }
+
+namespace {
+
+// 32-bit protected mode, paging off, flat code and stack, and 32-bit
+// interrupt gates whose vector-N handler halts at k_stubs + 16*N.
+void enter_protected_mode(Vcpu& cpu, TestBus& bus)
+{
+    CpuState& s = cpu.state();
+    for (int v = 0; v < 32; v++) {
+        uint64_t handler = k_stubs + 16 * v;
+        uint64_t gate = (handler & 0xffff) | (0x08ull << 16) | (0x8eull << 40) | ((handler >> 16 & 0xffff) << 48);
+        bus.write64(k_idt + 8 * v, gate);
+        uint8_t stub[2] = {0xf4, 0xeb};
+        bus.write(handler, stub, 1);
+    }
+    bus.write64(k_gdt + 8, 0x00cf9a000000ffffull);
+    s.cr0 = CR0_PE | CR0_ET;
+    s.gdtr = {k_gdt, 15};
+    s.idtr = {k_idt, 32 * 8 - 1};
+    load_segment_cache(s.seg[CS], 0x08, 0x00cf9a000000ffffull);
+    for (int seg : {SS, DS, ES, FS, GS})
+        load_segment_cache(s.seg[seg], 0x10, 0x00cf92000000ffffull);
+    s.regs[RSP] = 0x7000;
+    update_hflags(s);
+}
+
+int run32(Vcpu& cpu, TestBus& bus, std::initializer_list<uint8_t> code)
+{
+    std::vector<uint8_t> bytes(code);
+    bytes.push_back(0xf4);
+    bus.write(0x20000, bytes.data(), bytes.size());
+    cpu.flush_code(); // the bytes changed behind the CPU's back (as a loader's would)
+    cpu.state().halted = false;
+    cpu.state().rip = 0x20000;
+    cpu.run(1000);
+    return halted_in_stub(cpu);
+}
+
+} // namespace
+
+TEST_CASE("segment limits and types in 32-bit protected mode")
+{
+    TestBus bus;
+    Vcpu cpu(bus, *find_cpu_model("qemu64"));
+    enter_protected_mode(cpu, bus);
+    CpuState& s = cpu.state();
+    auto data = [](uint32_t base, uint32_t limit, unsigned type) {
+        return (limit & 0xffff) | (uint64_t(base & 0xffffff) << 16) | (uint64_t(0x90 | type) << 40) |
+               (uint64_t(limit >> 16 & 0xf) << 48) | (0x4ull << 52) | (uint64_t(base >> 24) << 56);
+    };
+    // DS: 4 KiB at 0x100000, read/write.
+    load_segment_cache(s.seg[DS], 0x18, data(0x100000, 0xfff, 0x3));
+    update_hflags(s);
+    CHECK((s.hflags & HF_SEGCHECK) != 0);
+    CHECK(run32(cpu, bus, {0xa1, 0xfc, 0x0f, 0, 0}) == -1);      // mov eax, [0xffc]: the last dword
+    CHECK(run32(cpu, bus, {0xa1, 0xfd, 0x0f, 0, 0}) == 13);      // mov eax, [0xffd]: past the limit
+    // ES read-only: a write is #GP, a read is fine.
+    enter_protected_mode(cpu, bus);
+    load_segment_cache(s.seg[ES], 0x20, data(0, 0xffff, 0x1));
+    update_hflags(s);
+    CHECK(run32(cpu, bus, {0x26, 0x8b, 0x05, 0x10, 0, 0, 0}) == -1); // mov eax, es:[0x10]
+    CHECK(run32(cpu, bus, {0x26, 0x89, 0x05, 0x10, 0, 0, 0}) == 13); // mov es:[0x10], eax
+    // Expand-down DS with limit 0xfff: offsets above it are valid, below are not.
+    enter_protected_mode(cpu, bus);
+    load_segment_cache(s.seg[DS], 0x18, data(0, 0xfff, 0x7));
+    update_hflags(s);
+    CHECK(run32(cpu, bus, {0xa1, 0x00, 0x20, 0, 0}) == -1);      // [0x2000]
+    CHECK(run32(cpu, bus, {0xa1, 0x00, 0x08, 0, 0}) == 13);      // [0x800]
+    // A stack segment limit gives #SS.
+    enter_protected_mode(cpu, bus);
+    load_segment_cache(s.seg[SS], 0x10, data(0, 0x6fff, 0x3));
+    update_hflags(s);
+    s.regs[RSP] = 0x7000;
+    CHECK(run32(cpu, bus, {0x6a, 0x01}) == -1);                   // push 1 at 0x6ffc: fine
+    s.regs[RSP] = 0x7002;
+    load_segment_cache(s.seg[SS], 0x10, data(0, 0x6fff, 0x3));
+    CHECK(run32(cpu, bus, {0x50}) == 12);                         // push eax across the limit
+}

@@ -158,9 +158,11 @@ class Conn:
         assert line.endswith(b"\r"), "QMP lines end in CRLF: %r" % line
         return json.loads(line)
 
-    def exchange(self, text, settle=0.0, timeout=10.0):
+    def exchange(self, text, settle=0.0, timeout=10.0, expect=0):
         """Sends one input line; returns (reply, events seen before it and
-        within `settle` seconds after it)."""
+        within `settle` seconds after it). With `expect`, waits (up to the
+        timeout) until that many events have arrived before settling: a
+        loaded machine may deliver asynchronous events late."""
         if not text.endswith("\n"):
             text += "\n"
         self.sock.sendall(text.encode())
@@ -174,6 +176,11 @@ class Conn:
                 events.append(msg)
             else:
                 reply = msg
+        while len(events) < expect:
+            msg = self.read(deadline - time.time())
+            if msg is None or msg == "EOF":
+                break
+            events.append(msg)
         end = time.time() + settle
         while time.time() < end:
             msg = self.read(end - time.time())
@@ -421,7 +428,8 @@ class QemuCompatTest(unittest.TestCase):
     # run-state commands and their events
 
     def run_state_step(self, q, e, cmd, want_events):
-        (rq, evq), (re_, eve) = q.exchange(cmd, settle=0.3), e.exchange(cmd, settle=0.3)
+        n = len(want_events)
+        (rq, evq), (re_, eve) = (q.exchange(cmd, settle=0.2, expect=n), e.exchange(cmd, settle=0.2, expect=n))
         self.assert_same_shape(cmd, rq, re_)
         self.assertEqual(rq, {"return": {}})
         names_q = [x["event"] for x in evq]

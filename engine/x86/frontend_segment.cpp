@@ -297,3 +297,45 @@ bool emit_popa(Emitter& e)
 }
 
 } // namespace emu::x86
+
+namespace emu::x86 {
+
+bool emit_descquery(Emitter& e)
+{
+    unsigned which = e.insn.mnemonic == ZYDIS_MNEMONIC_LAR   ? 0
+                     : e.insn.mnemonic == ZYDIS_MNEMONIC_LSL ? 1
+                     : e.insn.mnemonic == ZYDIS_MNEMONIC_VERR ? 2
+                                                               : 3;
+    int src = which >= 2 ? 0 : 1;
+    V result = e.call(Helper::DescriptorQuery, e.zext(e.read(src), 2), e.k(which));
+    if (which < 2) {
+        // The destination changes only when ZF is set (the helper returns all ones otherwise).
+        V ok = e.op2(Opcode::CmpNe, result, e.k(~0ull));
+        GprRef r = gpr_ref(e.op[0].reg.value);
+        V old = e.get(r.index);
+        e.set(r.index, e.b.emit(Opcode::Select, Arg::value(ok), Arg::value(e.merged(r.index, result, e.bytes(0))),
+                                Arg::value(old)));
+    }
+    return true;
+}
+
+bool emit_arpl(Emitter& e)
+{
+    // arpl r/m16, r16: raise the destination selector's RPL to the source's.
+    V dst = e.read(0), src = e.read(1);
+    V dst_rpl = e.op2(Opcode::And, dst, e.k(3)), src_rpl = e.op2(Opcode::And, src, e.k(3));
+    V raise = e.op2(Opcode::CmpLtU, dst_rpl, src_rpl);
+    V adjusted = e.op2(Opcode::Or, e.op2(Opcode::And, dst, e.k(~3ull)), src_rpl);
+    e.write(0, e.b.emit(Opcode::Select, Arg::value(raise), Arg::value(adjusted), Arg::value(dst)));
+    e.b.emit(Opcode::SetEflags, Arg::value(e.op2(Opcode::Shl, e.op1(Opcode::BoolToInt, raise), e.k(6))),
+             Arg::imm(ZF));
+    return true;
+}
+
+bool emit_bound(Emitter& e)
+{
+    e.call(Helper::Bound, e.read(0), e.address(1), e.k(e.bytes(0)));
+    return true;
+}
+
+} // namespace emu::x86

@@ -839,3 +839,66 @@ uint64_t helper_Bcd(CpuEnv& env, uint64_t op, uint64_t base, uint64_t)
 }
 
 } // namespace emu::x86
+
+namespace emu::x86 {
+
+// lar / lsl / verr / verw: a = selector, b = 0 lar / 1 lsl / 2 verr / 3 verw.
+// Sets ZF when the descriptor is accessible; returns the access rights or limit.
+uint64_t helper_DescriptorQuery(CpuEnv& env, uint64_t selector64, uint64_t which, uint64_t)
+{
+    CpuState& s = env.s;
+    if (!(s.hflags & HF_PE) || (s.hflags & HF_VM)) {
+        env.raise(6);
+        return 0;
+    }
+    uint16_t selector = uint16_t(selector64);
+    uint64_t d = 0;
+    bool ok = (selector & ~3u) != 0 && read_descriptor(env, selector, d);
+    if (s.pending_vector >= 0)
+        return 0;
+    if (ok) {
+        unsigned type = (d >> 40) & 0x1f; // S and type
+        unsigned dpl = (d >> 45) & 3, rpl = selector & 3;
+        bool conforming_code = (type & 0x1c) == 0x1c;
+        if (!conforming_code && (dpl < s.cpl() || dpl < rpl))
+            ok = false;
+        bool system = !(type & 0x10);
+        if (ok && system) {
+            // Only some system types answer: TSS and LDT (and gates for lar).
+            unsigned t = type & 0xf;
+            bool lm = s.hflags & HF_LMA;
+            bool valid_lsl = lm ? (t == 2 || t == 9 || t == 0xb) : (t == 1 || t == 2 || t == 3 || t == 9 || t == 0xb);
+            bool valid_lar = valid_lsl || (lm ? t == 0xc : (t == 4 || t == 5 || t == 0xc));
+            if (which >= 2 || (which == 0 ? !valid_lar : !valid_lsl))
+                ok = false;
+        }
+        if (ok && which == 2 && (type & 0x18) == 0x18 && !(type & 2))
+            ok = false; // verr: execute-only code
+        if (ok && which == 3 && ((type & 0x18) != 0x10 || !(type & 2)))
+            ok = false; // verw: writable data only
+    }
+    write_eflags(s, ok ? ZF : 0, ZF);
+    if (!ok)
+        return ~0ull; // the destination stays as it was
+    if (which == 0)
+        return d >> 32 & 0x00f0ff00;
+    uint32_t limit = uint32_t((d & 0xffff) | ((d >> 32) & 0xf0000));
+    if (d & (1ull << 55))
+        limit = (limit << 12) | 0xfff;
+    return limit;
+}
+
+// bound: a = index, b = address of the bounds, c = operand bytes.
+uint64_t helper_Bound(CpuEnv& env, uint64_t index, uint64_t address, uint64_t bytes)
+{
+    uint64_t lo = 0, hi = 0;
+    if (!env.mmu.load(address, unsigned(bytes), lo) || !env.mmu.load(address + bytes, unsigned(bytes), hi))
+        return 0;
+    int64_t i = bytes == 2 ? int16_t(index) : int32_t(index);
+    int64_t l = bytes == 2 ? int16_t(lo) : int32_t(lo), h = bytes == 2 ? int16_t(hi) : int32_t(hi);
+    if (i < l || i > h)
+        env.raise(5); // BOUND range exceeded
+    return 0;
+}
+
+} // namespace emu::x86

@@ -1,5 +1,6 @@
 // Unit tests: the x86 engine end to end — frontend, IR, interpreter, soft
 // MMU, exceptions — on small programs assembled with xbyak.
+#include "engine/x86/flags.h"
 #include "tests/unit/x86_test_machine.h"
 
 #include <doctest/doctest.h>
@@ -528,4 +529,44 @@ TEST_CASE("segment limits and types in 32-bit protected mode")
     s.regs[RSP] = 0x7002;
     load_segment_cache(s.seg[SS], 0x10, data(0, 0x6fff, 0x3));
     CHECK(run32(cpu, bus, {0x50}) == 12);                         // push eax across the limit
+}
+
+TEST_CASE("lar, lsl, verr, verw, arpl and bound")
+{
+    TestBus bus;
+    Vcpu cpu(bus, *find_cpu_model("qemu64"));
+    enter_protected_mode(cpu, bus);
+    CpuState& s = cpu.state();
+    bus.write64(k_gdt + 16, 0x00cf92000000ffffull); // 0x10 data, 4 GiB
+    s.gdtr.limit = 23;
+    // lsl eax, [0x10]: 0xffffffff; lar ebx, 0x10: the access rights.
+    s.regs[RCX] = 0x10;
+    CHECK(run32(cpu, bus, {0x0f, 0x03, 0xc1, 0x0f, 0x02, 0xd9}) == -1); // lsl eax, ecx; lar ebx, ecx
+    CHECK(uint32_t(s.regs[RAX]) == 0xffffffff);
+    CHECK(uint32_t(s.regs[RBX]) == 0x00c09200);
+    CHECK((read_eflags(s) & ZF) != 0);
+    // A null selector: ZF clear, the destination untouched.
+    s.regs[RCX] = 0;
+    s.regs[RAX] = 0x1234;
+    CHECK(run32(cpu, bus, {0x0f, 0x03, 0xc1}) == -1);
+    CHECK(s.regs[RAX] == 0x1234);
+    CHECK((read_eflags(s) & ZF) == 0);
+    // verr on readable code: ZF; verw on code: no ZF.
+    s.regs[RCX] = 0x08;
+    CHECK(run32(cpu, bus, {0x0f, 0x00, 0xe1}) == -1); // verr cx
+    CHECK((read_eflags(s) & ZF) != 0);
+    CHECK(run32(cpu, bus, {0x0f, 0x00, 0xe9}) == -1); // verw cx
+    CHECK((read_eflags(s) & ZF) == 0);
+    // arpl dx, cx: RPL 0 raised to 3.
+    s.regs[RDX] = 0x10;
+    s.regs[RCX] = 0x3;
+    CHECK(run32(cpu, bus, {0x63, 0xca}) == -1);
+    CHECK((s.regs[RDX] & 0xffff) == 0x13);
+    CHECK((read_eflags(s) & ZF) != 0);
+    // bound eax, [0x3000] with bounds 10..20.
+    bus.write64(0x3000, (uint64_t(20) << 32) | 10);
+    s.regs[RAX] = 15;
+    CHECK(run32(cpu, bus, {0x62, 0x05, 0x00, 0x30, 0, 0}) == -1);
+    s.regs[RAX] = 21;
+    CHECK(run32(cpu, bus, {0x62, 0x05, 0x00, 0x30, 0, 0}) == 5); // #BR
 }

@@ -225,3 +225,25 @@ TEST_CASE("debug registers and NMI blocking")
     f.cpu.run(100); // the stub loops on hlt; no second NMI frame appears
     CHECK(f.s.nmi_blocked);
 }
+
+TEST_CASE("SSE4.2 crc32 and popcnt on general registers")
+{
+    Fixture f;
+    Prog p;
+    using namespace Xbyak::util;
+    p.mov(eax, 0xffffffff);
+    p.mov(ecx, 0x12345678);
+    p.crc32(eax, ecx);
+    p.popcnt(edx, ecx);
+    p.hlt();
+    CHECK(f.run(p) == -1);
+    uint32_t crc = 0xffffffff;
+    uint32_t v = 0x12345678;
+    // CRC-32C (Castagnoli), bit-reflected, as the instruction computes it.
+    for (int i = 0; i < 32; i++) {
+        bool bit = (crc ^ (v >> i)) & 1;
+        crc = (crc >> 1) ^ (bit ? 0x82f63b78 : 0);
+    }
+    CHECK(uint32_t(f.s.regs[RAX]) == crc);
+    CHECK(f.s.regs[RDX] == 13);
+}

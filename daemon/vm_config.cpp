@@ -1,5 +1,7 @@
 #include "daemon/vm_config.h"
 
+#include "engine/x86/cpuid.h"
+
 #include <algorithm>
 #include <cctype>
 #include <regex>
@@ -19,8 +21,6 @@ constexpr std::pair<const char*, const char*> k_unsupported_sections[] = {
     {"incoming", "incoming migration is not supported yet"},
 };
 
-// CPU models the engine will provide; machine 'none' has no CPU to apply them to.
-constexpr const char* k_cpu_models[] = {"qemu64", "max", "base", "host"};
 
 std::string prop_string(const json& v)
 {
@@ -307,8 +307,8 @@ qmp::Result<VmSpec> parse_vm_config(const json& config, const kvm::ProbeResult& 
     // CPU and topology.
     json cpu = config.value("cpu", json::object());
     spec.machine.cpu_model = cpu.value("model", "qemu64");
-    if (std::find_if(std::begin(k_cpu_models), std::end(k_cpu_models),
-                     [&](const char* m) { return spec.machine.cpu_model == m; }) == std::end(k_cpu_models))
+    // The engine's models, and 'host' (KVM only).
+    if (spec.machine.cpu_model != "host" && !x86::find_cpu_model(spec.machine.cpu_model))
         return qmp::fail("unable to find CPU model '" + spec.machine.cpu_model + "'");
     if (spec.machine.cpu_model == "host" && spec.machine.accel != "kvm")
         return qmp::fail("CPU model 'host' requires KVM");

@@ -1,5 +1,6 @@
 #include "engine/ir/ir.h"
 
+#include <cstdlib>
 #include <fmt/format.h>
 
 namespace emu::ir {
@@ -35,6 +36,19 @@ const char* type_name(Type t)
 } // namespace
 
 const OpInfo& info(Opcode op) { return k_info[static_cast<int>(op)]; }
+
+bool verification_enabled()
+{
+#ifndef NDEBUG
+    return true;
+#else
+    static const bool on = [] {
+        const char* env = getenv("EMUD_IR_VERIFY");
+        return env && env[0] == '1';
+    }();
+    return on;
+#endif
+}
 
 bool Block::is_terminated() const
 {

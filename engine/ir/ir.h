@@ -77,6 +77,9 @@ private:
 
 // Checks types, references and termination; returns problems as text.
 std::vector<std::string> verify(const Block& block);
+// True in debug builds, or when EMUD_IR_VERIFY=1: every block and every pass
+// is verified (the test suite turns it on for release builds too).
+bool verification_enabled();
 std::string print(const Block& block);
 
 } // namespace emu::ir

@@ -311,14 +311,12 @@ void optimize(Block& block)
         return enabled == "all" || ("," + enabled + ",").find(std::string(",") + name + ",") != std::string::npos;
     };
     auto check = [&](const char* pass) {
-#ifndef NDEBUG
+        if (!verification_enabled())
+            return;
         if (auto problems = verify(block); !problems.empty()) {
             fprintf(stderr, "ir: pass %s broke the block: %s\n%s", pass, problems.front().c_str(), print(block).c_str());
             abort();
         }
-#else
-        (void)pass;
-#endif
     };
     if (on("forward")) {
         forward_registers(block);

@@ -130,12 +130,12 @@ Vcpu::Block* Vcpu::find_block()
         TranslatedBlock tb;
         if (!translate_block(m_env, tb))
             return nullptr;
-#ifndef NDEBUG
-        if (auto problems = ir::verify(tb.ir); !problems.empty()) {
-            log_error("x86: invalid IR for block at {:#x}: {}\n{}", rip, problems.front(), ir::print(tb.ir));
-            abort();
+        if (ir::verification_enabled()) {
+            if (auto problems = ir::verify(tb.ir); !problems.empty()) {
+                log_error("x86: invalid IR for block at {:#x}: {}\n{}", rip, problems.front(), ir::print(tb.ir));
+                abort();
+            }
         }
-#endif
         ir::optimize(tb.ir);
         auto fresh = std::make_unique<Block>();
         fresh->code = interp::compile(tb.ir);

@@ -7,6 +7,7 @@
 #pragma once
 
 #include "engine/interp/interpreter.h"
+#include "engine/vcpu.h"
 #include "engine/x86/env.h"
 #include "engine/x86/frontend.h"
 
@@ -17,19 +18,8 @@
 
 namespace emu::x86 {
 
-enum class VcpuExit {
-    Halted,      // HLT with no interrupt to take: wait for one, then run again
-    Kicked,      // kick() was called
-    Budget,      // the instruction budget given to run() is used up
-    TripleFault, // the machine resets (or powers off with -no-reboot)
-};
-
-class InterruptSource {
-public:
-    virtual ~InterruptSource() = default;
-    virtual bool pending() = 0;  // the INTR line
-    virtual int acknowledge() = 0; // the INTA cycle: the vector, or -1 if it went away
-};
+using emu::InterruptSource;
+using emu::VcpuExit;
 
 struct VcpuStats {
     uint64_t blocks_translated = 0;
@@ -37,7 +27,7 @@ struct VcpuStats {
     uint64_t exceptions = 0;
 };
 
-class Vcpu : private PhysBus {
+class Vcpu final : public VcpuBackend, private PhysBus {
 public:
     Vcpu(PhysBus& bus, const CpuModel& model, unsigned index = 0, unsigned count = 1);
     ~Vcpu() override;
@@ -47,11 +37,11 @@ public:
     const VcpuStats& stats() const { return m_stats; }
 
     // Power-on state: real mode at F000:FFF0.
-    void reset();
-    VcpuExit run(uint64_t max_instructions = ~0ull);
-    void kick() { m_kick.store(true, std::memory_order_release); }
-    void set_interrupt_source(InterruptSource* src) { m_irq = src; }
-    void raise_nmi() { m_nmi.store(true, std::memory_order_release); }
+    void reset() override;
+    VcpuExit run(uint64_t max_instructions = ~0ull) override;
+    void kick() override { m_kick.store(true, std::memory_order_release); }
+    void set_interrupt_source(InterruptSource* src) override { m_irq = src; }
+    void raise_nmi() override { m_nmi.store(true, std::memory_order_release); }
     // Drops every translated block (e.g. after a loader rewrote guest RAM).
     void flush_code();
 

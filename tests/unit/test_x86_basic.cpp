@@ -570,3 +570,54 @@ TEST_CASE("lar, lsl, verr, verw, arpl and bound")
     s.regs[RAX] = 21;
     CHECK(run32(cpu, bus, {0x62, 0x05, 0x00, 0x30, 0, 0}) == 5); // #BR
 }
+
+TEST_CASE("external interrupts: taken only with IF set, after the STI shadow, waking HLT")
+{
+    struct Pic : InterruptSource {
+        bool line = false;
+        int acks = 0;
+        bool pending() override { return line; }
+        int acknowledge() override
+        {
+            acks++;
+            line = false;
+            return 0x20;
+        }
+    } pic;
+    Fixture f;
+    f.cpu.set_interrupt_source(&pic);
+    // The vector 0x20 handler counts in r15 and returns.
+    Prog h;
+    h.inc(h.r15);
+    h.db(0x48);
+    h.db(0xcf); // iretq
+    f.bus.write(0x150000, h.getCode(), h.getSize());
+    uint64_t gate = (0x150000 & 0xffff) | (0x08ull << 16) | (0x8eull << 40) | (uint64_t(0x150000 >> 16) << 48);
+    f.bus.write64(k_idt + 16 * 0x20, gate);
+    f.bus.write64(k_idt + 16 * 0x20 + 8, 0);
+    Prog p;
+    p.xor_(p.r15, p.r15);
+    p.cli();
+    p.mov(p.eax, 1);
+    p.sti();
+    p.hlt(); // the interrupt arrives here: after sti's shadow, and wakes hlt
+    p.mov(p.ebx, 2);
+    p.hlt();
+    f.bus.write(k_code, p.getCode(), p.getSize());
+    f.s.rip = k_code;
+    pic.line = true;
+    REQUIRE(f.cpu.run(100000) == VcpuExit::Halted);
+    CHECK(pic.acks == 1);
+    CHECK(f.s.regs[R15] == 1);
+    CHECK(f.s.regs[RBX] == 2); // resumed after the first hlt
+    // With IF clear the line is ignored.
+    f.s.eflags &= ~IF;
+    pic.line = true;
+    f.s.halted = false;
+    f.cpu.run(1000);
+    CHECK(pic.acks == 1);
+    // A kick from another thread stops run().
+    f.cpu.kick();
+    f.s.halted = false;
+    CHECK(f.cpu.run(~0ull) == VcpuExit::Kicked);
+}

@@ -13,8 +13,10 @@ namespace {
 constexpr size_t k_jump_cache = 4096;
 } // namespace
 
-Vcpu::Vcpu(PhysBus& bus, const CpuModel& model, unsigned index, unsigned count)
-    : m_bus(bus), m_env(m_state, *this, model), m_jump_cache(k_jump_cache)
+Vcpu::Vcpu(PhysBus& bus, const CpuModel& model, unsigned index, unsigned count, CodeTracker* code)
+    : m_bus(bus), m_own_code(code ? nullptr : std::make_unique<CodeTracker>()),
+      m_code(code ? code : m_own_code.get()), m_code_slot(m_code->attach()), m_env(m_state, *this, model),
+      m_jump_cache(k_jump_cache)
 {
     m_env.apic_id = index;
     m_env.cpu_count = count;
@@ -62,7 +64,28 @@ void Vcpu::flush_code()
         m_graveyard.push_back(std::move(block));
     m_blocks.clear();
     m_code_pages.clear();
+    m_code->forget(m_code_slot);
     std::fill(m_jump_cache.begin(), m_jump_cache.end(), JumpEntry{});
+}
+
+void Vcpu::check_inbox()
+{
+    CodeTracker::Inbox& box = m_code->inbox(m_code_slot);
+    if (box.flush_tlb.load(std::memory_order_relaxed) && box.flush_tlb.exchange(false)) {
+        m_env.mmu.flush();
+        m_jump_generation = m_env.mmu.flush_count();
+        std::fill(m_jump_cache.begin(), m_jump_cache.end(), JumpEntry{});
+    }
+    if (box.dirty.load(std::memory_order_relaxed)) {
+        std::vector<uint64_t> pages;
+        {
+            std::lock_guard lock(box.mutex);
+            pages.swap(box.pages);
+            box.dirty.store(false, std::memory_order_relaxed);
+        }
+        for (uint64_t page : pages)
+            invalidate_page(page);
+    }
 }
 
 void Vcpu::invalidate_page(uint64_t page)
@@ -96,9 +119,12 @@ void Vcpu::code_written(uint64_t gpa, unsigned size)
 {
     uint64_t first = gpa & ~0xfffull, last = (gpa + size - 1) & ~0xfffull;
     for (uint64_t page = first; page <= last; page += 4096) {
+        bool shared = m_code->written(page, m_code_slot);
         if (m_code_pages.count(page)) {
             invalidate_page(page);
             m_env.smc = true;
+        } else if (shared) {
+            // Another vCPU's code: it drops its blocks; ours were not on the page.
         }
     }
 }
@@ -149,6 +175,7 @@ Vcpu::Block* Vcpu::find_block()
             auto& list = m_code_pages[page];
             new_code_page |= list.empty();
             list.push_back(block);
+            m_code->add(page, m_code_slot);
         }
         // Writes to a page that now holds code must leave the TLB's fast path.
         if (new_code_page) {
@@ -189,9 +216,12 @@ VcpuExit Vcpu::run(uint64_t max_instructions)
 {
     CpuState& s = m_state;
     uint64_t start = m_env.instructions;
+    CodeTracker::Inbox& inbox = m_code->inbox(m_code_slot);
     for (;;) {
         if (!m_graveyard.empty())
             m_graveyard.clear();
+        if (inbox.dirty.load(std::memory_order_relaxed) || inbox.flush_tlb.load(std::memory_order_relaxed))
+            check_inbox();
         if (m_kick.load(std::memory_order_relaxed) && m_kick.exchange(false, std::memory_order_acq_rel))
             return VcpuExit::Kicked;
         if (m_env.instructions - start >= max_instructions)

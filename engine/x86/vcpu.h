@@ -8,6 +8,7 @@
 
 #include "engine/interp/interpreter.h"
 #include "engine/vcpu.h"
+#include "engine/x86/code_tracker.h"
 #include "engine/x86/env.h"
 #include "engine/x86/frontend.h"
 
@@ -29,7 +30,9 @@ struct VcpuStats {
 
 class Vcpu final : public VcpuBackend, private PhysBus {
 public:
-    Vcpu(PhysBus& bus, const CpuModel& model, unsigned index = 0, unsigned count = 1);
+    // 'code' is shared by the vCPUs of one machine (self- and cross-modifying
+    // code); without one, the vCPU keeps its own.
+    Vcpu(PhysBus& bus, const CpuModel& model, unsigned index = 0, unsigned count = 1, CodeTracker* code = nullptr);
     ~Vcpu() override;
 
     CpuState& state() { return m_state; }
@@ -79,6 +82,7 @@ private:
     Block* find_block();
     void invalidate_page(uint64_t page);
     bool take_interrupts();
+    void check_inbox();
 
     // PhysBus, wrapped around the machine's: tracks pages holding code.
     uint8_t* ram_page(uint64_t gpa, bool& writable) override { return m_bus.ram_page(gpa, writable); }
@@ -86,11 +90,14 @@ private:
     void mmio_write(uint64_t gpa, uint64_t v, unsigned size) override { m_bus.mmio_write(gpa, v, size); }
     uint64_t port_read(uint16_t port, unsigned size) override { return m_bus.port_read(port, size); }
     void port_write(uint16_t port, uint64_t v, unsigned size) override { m_bus.port_write(port, v, size); }
-    bool page_has_code(uint64_t page) override { return m_code_pages.count(page) != 0; }
+    bool page_has_code(uint64_t page) override { return m_code->has_code(page); }
     void code_written(uint64_t gpa, unsigned size) override;
     void ram_written(uint64_t gpa, unsigned size) override { m_bus.ram_written(gpa, size); }
 
     PhysBus& m_bus;
+    std::unique_ptr<CodeTracker> m_own_code;
+    CodeTracker* m_code;
+    unsigned m_code_slot;
     CpuState m_state;
     CpuEnv m_env;
     VcpuStats m_stats;

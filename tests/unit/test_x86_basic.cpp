@@ -621,3 +621,60 @@ TEST_CASE("external interrupts: taken only with IF set, after the STI shadow, wa
     f.s.halted = false;
     CHECK(f.cpu.run(~0ull) == VcpuExit::Kicked);
 }
+
+TEST_CASE("cross-modifying code: one vCPU rewrites a function another keeps calling")
+{
+    TestBus bus;
+    for (uint64_t a = 0; a < 0x400000; a += 4096)
+        bus.write64(a, 0);
+    CodeTracker code;
+    constexpr uint64_t func = 0x180000, seen = 0x300000, started = 0x300040;
+    const uint8_t body[] = {0xb8, 0x11, 0, 0, 0, 0xc3}; // mov eax, 0x11; ret
+    bus.write(func, body, sizeof body);
+    // B: call the function until it returns 0x99, counting calls.
+    Prog b;
+    Xbyak::Label loop;
+    b.mov(b.rbx, func);
+    b.mov(b.rsi, seen);
+    b.L(loop);
+    b.call(b.rbx);
+    b.mov(b.dword[b.rsi], b.eax);
+    b.add(b.qword[b.rsi + 0x40], 1);
+    b.cmp(b.eax, 0x99);
+    b.jne(loop);
+    b.hlt();
+    bus.write(k_code, b.getCode(), b.getSize());
+    // A: once B is running, store the new immediate into B's function.
+    Prog a;
+    Xbyak::Label wait;
+    a.mov(a.rsi, started);
+    a.L(wait);
+    a.cmp(a.qword[a.rsi], 1000);
+    a.jb(wait);
+    a.mov(a.rdi, func + 1);
+    a.mov(a.dword[a.rdi], 0x99);
+    a.hlt();
+    bus.write(k_code + 0x1000, a.getCode(), a.getSize());
+
+    std::atomic<bool> b_done{false};
+    std::thread tb([&] {
+        Vcpu cpu(bus, *find_cpu_model("max"), 0, 2, &code);
+        enter_long_mode(cpu, bus);
+        cpu.state().rip = k_code;
+        for (int i = 0; i < 2000 && cpu.run(1'000'000) == VcpuExit::Budget; i++) {
+        }
+        b_done = true;
+    });
+    std::thread ta([&] {
+        Vcpu cpu(bus, *find_cpu_model("max"), 1, 2, &code);
+        enter_long_mode(cpu, bus);
+        cpu.state().regs[RSP] = k_stack - 0x8000;
+        cpu.state().rip = k_code + 0x1000;
+        for (int i = 0; i < 2000 && cpu.run(1'000'000) == VcpuExit::Budget; i++) {
+        }
+    });
+    ta.join();
+    tb.join();
+    CHECK(b_done);
+    CHECK((bus.read64(seen) & 0xffffffff) == 0x99); // B ran the rewritten code
+}

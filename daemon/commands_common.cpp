@@ -4,6 +4,7 @@
 #include "daemon/dispatcher.h"
 #include "daemon/vm.h"
 #include "devices/machine.h"
+#include "engine/x86/cpuid.h"
 
 namespace emu::daemon {
 
@@ -51,6 +52,24 @@ void register_common_commands(Dispatcher& d)
                 m["default-cpu-type"] = mc.default_cpu_type;
             list.push_back(m);
         }
+        return list;
+    });
+    d.add("query-cpu-definitions", [](Context& ctx, const json&) -> qmp::Result<json> {
+        json list = json::array();
+        for (auto& m : x86::cpu_models())
+            list.push_back({{"name", m.name},
+                            {"static", false},
+                            {"migration-safe", true},
+                            {"typename", m.name + "-x86_64-cpu"},
+                            {"unavailable-features", json::array()},
+                            {"deprecated", false}});
+        if (ctx.daemon.kvm().present)
+            list.push_back({{"name", "host"},
+                            {"static", false},
+                            {"migration-safe", false},
+                            {"typename", "host-x86_64-cpu"},
+                            {"unavailable-features", json::array()},
+                            {"deprecated", false}});
         return list;
     });
     d.add("quit", [](Context& ctx, const json&) -> qmp::Result<json> {

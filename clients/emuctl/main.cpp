@@ -173,7 +173,12 @@ int answer_help(qmp::Client& c, const emuctl::RunOptions& opts)
         return 0;
     }
     if (opts.help_topic == "cpu") {
-        printf("Available CPUs:\n  qemu64\n  max\n  base\n  host (with -accel kvm)\n");
+        auto models = call(c, "query-cpu-definitions");
+        if (!models)
+            return 1;
+        printf("Available CPUs:\n");
+        for (auto& m : *models)
+            printf("  %s\n", m.value("name", "").c_str());
         return 0;
     }
     if (opts.help_topic == "device") {

@@ -132,6 +132,9 @@ class VmCommands(EmudTestCase):
             self.assertEqual(kvm["enabled"], False)
             self.assertEqual(kvm["present"], os.access("/dev/kvm", os.R_OK | os.W_OK))
             self.assertEqual(q.ok("query-cpus-fast"), [])
+            models = {m["name"] for m in q.ok("query-cpu-definitions")}
+            self.assertTrue({"qemu64", "max", "base"} <= models)
+            self.assertEqual("host" in models, kvm["present"])
             machines = q.ok("query-machines")
             none = [m for m in machines if m["name"] == "none"]
             self.assertEqual(len(none), 1)

@@ -12,9 +12,11 @@ BUILD_PKGS=(
     zlib1g-dev libzstd-dev
 )
 # Peers and tools the tests talk to: QEMU 7.2 for compatibility checks and
-# benchmarks, systemd-analyze for the unit files, python3 for integration tests.
+# benchmarks, systemd-analyze for the unit files, python3 for integration tests,
+# clang and its runtime (libFuzzer, ASan) for the fuzz targets in tests/fuzz.
 TEST_PKGS=(
     python3 qemu-system-x86 qemu-utils systemd procps
+    clang libclang-rt-14-dev
 )
 
 want=("${BUILD_PKGS[@]}")

@@ -73,7 +73,7 @@ Result<void> BlockBackend::write(uint64_t offset, std::span<const uint8_t> buf)
 {
     std::lock_guard lock(m_io);
     if (m_options.detect_zeroes != DetectZeroes::Off && !buf.empty() &&
-        std::all_of(buf.begin(), buf.end(), [](uint8_t b) { return b == 0; })) {
+        buffer_is_zero(buf)) {
         bool unmap = m_options.detect_zeroes == DetectZeroes::Unmap && m_options.discard == DiscardMode::Unmap;
         if (auto r = m_driver->write_zeroes(offset, buf.size(), unmap); !r)
             return r;

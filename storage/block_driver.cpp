@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <fmt/format.h>
 
 namespace emu::storage {
 
@@ -17,6 +18,76 @@ ImageInfo BlockDriver::info() const
     info.format = std::string(format_name());
     info.virtual_size = size();
     return info;
+}
+
+namespace {
+std::unexpected<Error> no_snapshots(const BlockDriver& drv)
+{
+    return fail(fmt::format("'{}' ({}) does not support internal snapshots", drv.filename(), drv.format_name()),
+                ENOTSUP);
+}
+} // namespace
+
+Result<void> BlockDriver::resize(uint64_t, Preallocation)
+{
+    return fail(fmt::format("'{}' ({}) cannot be resized", filename(), format_name()), ENOTSUP);
+}
+
+Result<void> BlockDriver::make_empty()
+{
+    return fail(fmt::format("'{}' ({}) cannot be emptied", filename(), format_name()), ENOTSUP);
+}
+
+Result<void> BlockDriver::set_backing_file(const std::string&, const std::string&)
+{
+    return fail(fmt::format("'{}' ({}) cannot have a backing file", filename(), format_name()), ENOTSUP);
+}
+
+Result<void> BlockDriver::snapshot_create(const SnapshotInfo&)
+{
+    return no_snapshots(*this);
+}
+Result<void> BlockDriver::snapshot_goto(std::string_view)
+{
+    return no_snapshots(*this);
+}
+Result<void> BlockDriver::snapshot_delete(std::string_view)
+{
+    return no_snapshots(*this);
+}
+Result<void> BlockDriver::vmstate_write(uint64_t, std::span<const uint8_t>)
+{
+    return no_snapshots(*this);
+}
+Result<void> BlockDriver::vmstate_read(uint64_t, std::span<uint8_t>)
+{
+    return no_snapshots(*this);
+}
+
+bool buffer_is_zero(std::span<const uint8_t> buf)
+{
+    const uint8_t* p = buf.data();
+    size_t n = buf.size();
+    // Bytes up to an 8-byte boundary, then 64 bytes at a time, then the rest.
+    while (n && (reinterpret_cast<uintptr_t>(p) & 7)) {
+        if (*p++)
+            return false;
+        n--;
+    }
+    while (n >= 64) {
+        uint64_t w[8];
+        std::memcpy(w, p, 64);
+        if ((w[0] | w[1] | w[2] | w[3] | w[4] | w[5] | w[6] | w[7]) != 0)
+            return false;
+        p += 64;
+        n -= 64;
+    }
+    while (n) {
+        if (*p++)
+            return false;
+        n--;
+    }
+    return true;
 }
 
 Result<void> read_clamped(BlockDriver& drv, uint64_t offset, std::span<uint8_t> buf)

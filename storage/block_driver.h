@@ -8,6 +8,7 @@
 #pragma once
 
 #include "storage/error.h"
+#include "storage/preallocation.h"
 
 #include <cstdint>
 #include <optional>
@@ -27,6 +28,8 @@ struct BlockStatus {
     std::optional<uint64_t> host_offset; // where, in file(), when stored uncompressed
 };
 
+// An internal snapshot as listed, and what snapshot_create() records (an
+// empty id asks the driver for the next free one).
 struct SnapshotInfo {
     std::string id;
     std::string name;
@@ -34,8 +37,7 @@ struct SnapshotInfo {
     uint32_t date_sec = 0;
     uint32_t date_nsec = 0;
     uint64_t vm_clock_nsec = 0;
-    uint32_t icount_valid = 0; // 1 when icount is present
-    uint64_t icount = 0;
+    std::optional<uint64_t> icount;
     uint64_t disk_size = 0;
 };
 
@@ -107,7 +109,33 @@ public:
     {
         return fail("This image format does not support checks");
     }
+
+    // Changes the virtual size. Growing: the new area reads as zeroes and is
+    // preallocated as asked; shrinking drops what lies past the new end.
+    virtual Result<void> resize(uint64_t size, Preallocation prealloc);
+    // Drops every allocation of this layer so that it reads from its backing
+    // image again (after a commit).
+    virtual Result<void> make_empty();
+    // Records another backing file name and format in the image (the caller
+    // reopens the chain); an empty name removes the backing file.
+    virtual Result<void> set_backing_file(const std::string& name, const std::string& format);
+
+    // Internal snapshots (qcow2). Snapshots are found by ID first, then by
+    // name; a missing one fails with ENOENT, a driver without snapshots with
+    // ENOTSUP.
+    virtual Result<void> snapshot_create(const SnapshotInfo& snapshot);
+    virtual Result<void> snapshot_goto(std::string_view id_or_name);
+    virtual Result<void> snapshot_delete(std::string_view id_or_name);
+    // The VM state area (saved device and RAM state of a snapshot): bytes at
+    // `pos` of the state being saved, before snapshot_create() records it with
+    // its size, or of the state of the snapshot last applied.
+    virtual Result<void> vmstate_write(uint64_t pos, std::span<const uint8_t> buf);
+    virtual Result<void> vmstate_read(uint64_t pos, std::span<uint8_t> buf);
 };
+
+// Does the buffer hold only zero bytes? (Word at a time: it runs over every
+// byte convert and detect-zeroes look at.)
+bool buffer_is_zero(std::span<const uint8_t> buf);
 
 // Reads through the chain: zeroes beyond a driver's size (a backing image may
 // be shorter than its overlay).

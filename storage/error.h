@@ -4,7 +4,12 @@
 // cause is a system call.
 #pragma once
 
+#include <version>
+#if defined(__cpp_lib_expected)
 #include <expected>
+#else
+#include "storage/expected_compat.h" // clang 14 over libstdc++ 12: the fuzz target's build
+#endif
 #include <string>
 #include <utility>
 

@@ -328,7 +328,7 @@ Result<void> FileDriver::discard(uint64_t offset, uint64_t bytes)
 
 Result<void> FileDriver::flush()
 {
-    if (m_options.read_only)
+    if (m_options.read_only || m_options.no_flush)
         return {};
     if (fdatasync(m_fd) != 0)
         return fail(fmt::format("{}: flush failed: {}", m_path, errno_text(errno)), errno);

@@ -14,16 +14,12 @@
 
 namespace emu::storage {
 
-enum class Preallocation { Off, Metadata, Falloc, Full };
-
-Result<Preallocation> parse_preallocation(std::string_view text);
-std::string_view preallocation_name(Preallocation mode);
-
 struct FileOptions {
     bool read_only = false;
     bool direct = false;      // O_DIRECT
     bool force_share = false; // -U: share every permission with other users
     bool locking = true;
+    bool no_flush = false;    // cache=unsafe: flushes are not passed to the host
 };
 
 class FileDriver final : public BlockDriver {
@@ -47,6 +43,7 @@ public:
     uint64_t allocated_bytes() const override;
 
     Result<void> truncate(uint64_t size, Preallocation prealloc = Preallocation::Off);
+    Result<void> resize(uint64_t size, Preallocation prealloc) override { return truncate(size, prealloc); }
     // Reads that run past the end of the file are zero-filled instead of failing.
     Result<void> read_zero_fill(uint64_t offset, std::span<uint8_t> buf);
     uint64_t device() const { return m_dev; }

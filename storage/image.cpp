@@ -35,6 +35,7 @@ Result<std::unique_ptr<BlockDriver>> open_chain(const ImageOptions& o, std::set<
     fo.read_only = o.read_only;
     fo.direct = cache_direct(o.cache);
     fo.force_share = o.force_share;
+    fo.no_flush = o.cache == CacheMode::Unsafe;
     auto file = FileDriver::open(o.filename, fo);
     if (!file)
         return chain(fmt::format("Could not open '{}'", o.filename), file.error());
@@ -64,7 +65,7 @@ Result<std::unique_ptr<BlockDriver>> open_chain(const ImageOptions& o, std::set<
         ImageOptions bo = o;
         bo.filename = resolve_backing_path(o.filename, h.backing_file);
         bo.format = h.backing_format;
-        bo.read_only = true;
+        bo.read_only = !(o.writable_backing && o.writable_backing(bo.filename));
         auto backing = open_chain(bo, seen, depth + 1);
         if (!backing)
             return chain(fmt::format("Could not open backing file of '{}'", o.filename), backing.error());

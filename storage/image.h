@@ -8,6 +8,7 @@
 #include "storage/file.h"
 #include "storage/qcow2/qcow2.h"
 
+#include <functional>
 #include <memory>
 
 namespace emu::storage {
@@ -34,6 +35,9 @@ struct ImageOptions {
     bool open_backing = true;
     size_t l2_cache_bytes = 0;
     size_t refcount_cache_bytes = 0;
+    // Backing images are opened read-only, except one for which this returns
+    // true (given its resolved file name): the base a commit writes into.
+    std::function<bool(const std::string& filename)> writable_backing;
 };
 
 // The formats this build reads and writes.

@@ -35,6 +35,15 @@ Result<void> RawDriver::write_zeroes(uint64_t offset, uint64_t bytes, bool may_u
     return m_file->write_zeroes(offset, bytes, may_unmap);
 }
 
+Result<void> RawDriver::resize(uint64_t size, Preallocation prealloc)
+{
+    if (prealloc == Preallocation::Metadata)
+        return fail("Unsupported preallocation mode: metadata", ENOTSUP);
+    if (size < m_file->size() && prealloc != Preallocation::Off)
+        return fail("Preallocation can only be used for growing images", EINVAL);
+    return m_file->resize(size, prealloc);
+}
+
 Result<BlockStatus> RawDriver::block_status(uint64_t offset, uint64_t bytes)
 {
     return m_file->block_status(offset, bytes);

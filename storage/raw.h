@@ -24,6 +24,7 @@ public:
     Result<void> flush() override { return m_file->flush(); }
     Result<BlockStatus> block_status(uint64_t offset, uint64_t bytes) override;
     Result<void> close() override { return m_file->close(); }
+    Result<void> resize(uint64_t size, Preallocation prealloc) override;
     BlockDriver* file() override { return m_file.get(); }
     uint64_t allocated_bytes() const override { return m_file->allocated_bytes(); }
 

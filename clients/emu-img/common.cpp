@@ -3,6 +3,7 @@
 
 #include <cmath>
 #include <cstdio>
+#include <ctime>
 #include <fmt/format.h>
 
 namespace emu::img {
@@ -66,6 +67,48 @@ std::string human_size(uint64_t bytes)
         i++;
     double v = double(bytes) / std::pow(1024.0, i);
     return fmt::format("{:.3g} {}B", v, units[i]);
+}
+
+void Progress::show(uint64_t done, uint64_t total)
+{
+    if (!on)
+        return;
+    double pct = total ? double(done) * 100.0 / double(total) : 100.0;
+    if (pct - last < 1.0 && pct < 100.0)
+        return;
+    last = pct;
+    std::printf("    (%.2f/100%%)\r", pct);
+    std::fflush(stdout);
+}
+
+void Progress::finish()
+{
+    if (on)
+        std::printf("    (100.00/100%%)\n");
+}
+
+namespace {
+std::string clock_text(uint64_t nsec)
+{
+    uint64_t ms = nsec / 1000000;
+    return fmt::format("{:02}:{:02}:{:02}.{:03}", ms / 3600000, ms / 60000 % 60, ms / 1000 % 60, ms % 1000);
+}
+} // namespace
+
+std::string snapshot_list_text(const std::vector<storage::SnapshotInfo>& snapshots)
+{
+    std::string out = "Snapshot list:\n";
+    out += fmt::format("{:<10}{:<17}{:>8}{:>20}{:>13}{:>11}\n", "ID", "TAG", "VM SIZE", "DATE", "VM CLOCK", "ICOUNT");
+    for (const auto& s : snapshots) {
+        time_t t = time_t(s.date_sec);
+        struct tm tm{};
+        localtime_r(&t, &tm);
+        char date[64];
+        strftime(date, sizeof date, "%Y-%m-%d %H:%M:%S", &tm);
+        out += fmt::format("{:<9} {:<16} {:>8}{:>20}{:>13}{:>11}\n", s.id, s.name, human_size(s.vm_state_size), date,
+                           clock_text(s.vm_clock_nsec), s.icount ? std::to_string(*s.icount) : "");
+    }
+    return out;
 }
 
 bool parse_option_list(const std::string& text, OptionList& out, std::string& err)

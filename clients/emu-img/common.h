@@ -18,17 +18,35 @@ using ordered_json = nlohmann::ordered_json;
 // Prints "emu-img: MESSAGE" to stderr.
 void error(const std::string& message);
 
+// An -o option list, in the order given; ",," is a literal comma.
+struct OptionList {
+    std::vector<std::pair<std::string, std::string>> items;
+    bool help = false;
+};
+
 // qemu-img sizes: a number with an optional k/K, M, G, T, P, E suffix (binary
 // units), "b"/"B" for bytes; fractions allowed with a suffix.
 std::optional<uint64_t> parse_size(const std::string& text);
 // qemu's human sizes: "196 KiB", "1 GiB", "1.5 MiB".
 std::string human_size(uint64_t bytes);
 
-// An -o option list, in the order given; ",," is a literal comma.
-struct OptionList {
-    std::vector<std::pair<std::string, std::string>> items;
-    bool help = false;
+// qemu-img's progress line ("    (42.00/100%)\r"), shown with -p.
+struct Progress {
+    bool on = false;
+    double last = -1;
+    void show(uint64_t done, uint64_t total);
+    void finish();
 };
+
+// Creates an image the way `create` does (format, -o options, size); shared
+// by convert, dd. Returns qemu-img's exit code (0 or 1) and prints errors.
+int create_image(const std::string& format, const std::string& filename, const OptionList& opts,
+                 std::optional<uint64_t> size, bool quiet, bool check_backing, uint64_t* size_out);
+
+// The "Snapshot list:" table of info and snapshot -l.
+std::string snapshot_list_text(const std::vector<storage::SnapshotInfo>& snapshots);
+
+
 bool parse_option_list(const std::string& text, OptionList& out, std::string& err);
 std::optional<bool> parse_bool(const std::string& text);
 
@@ -58,5 +76,13 @@ int cmd_check(int argc, char** argv);
 int cmd_convert(int argc, char** argv);
 int cmd_compare(int argc, char** argv);
 int cmd_map(int argc, char** argv);
+int cmd_snapshot(int argc, char** argv);
+int cmd_resize(int argc, char** argv);
+int cmd_commit(int argc, char** argv);
+int cmd_rebase(int argc, char** argv);
+int cmd_amend(int argc, char** argv);
+int cmd_measure(int argc, char** argv);
+int cmd_dd(int argc, char** argv);
+int cmd_bench(int argc, char** argv);
 
 } // namespace emu::img

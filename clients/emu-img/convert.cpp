@@ -8,42 +8,100 @@
 #include <algorithm>
 #include <cstring>
 #include <fmt/format.h>
+#include <condition_variable>
+#include <deque>
 #include <getopt.h>
+#include <mutex>
+#include <thread>
 
 namespace emu::img {
-
-int create_image(const std::string& format, const std::string& filename, const OptionList& opts,
-                 std::optional<uint64_t> size, bool quiet, bool check_backing, uint64_t* size_out);
 
 namespace {
 
 bool all_zero(const uint8_t* p, size_t n)
 {
-    for (size_t i = 0; i < n; i++)
-        if (p[i])
-            return false;
-    return true;
+    return storage::buffer_is_zero(std::span<const uint8_t>(p, n));
 }
 
-struct Progress {
-    bool on = false;
-    double last = -1;
-    void show(uint64_t done, uint64_t total)
+// One piece of the sources on its way to the target.
+struct Chunk {
+    uint64_t dst_off = 0;
+    uint64_t n = 0;
+    bool skip = false; // reads as zeroes: nothing to write
+    std::vector<uint8_t> data;
+    std::string error; // the reader failed: the conversion stops
+};
+
+// A bounded queue between the reader thread and the writer, with a pool of
+// chunk buffers so that none is allocated per chunk.
+class ChunkQueue {
+public:
+    ChunkQueue(size_t depth, uint64_t chunk_bytes) : m_depth(depth), m_chunk_bytes(chunk_bytes) {}
+
+    void push(Chunk c)
     {
-        if (!on)
+        std::unique_lock lock(m_mutex);
+        m_cv.wait(lock, [&] { return m_queue.size() < m_depth || m_stopped; });
+        if (m_stopped)
             return;
-        double pct = total ? double(done) * 100.0 / double(total) : 100.0;
-        if (pct - last < 1.0 && pct < 100.0)
-            return;
-        last = pct;
-        std::printf("    (%.2f/100%%)\r", pct);
-        std::fflush(stdout);
+        m_queue.push_back(std::move(c));
+        m_cv.notify_all();
     }
-    void finish()
+    std::optional<Chunk> pop()
     {
-        if (on)
-            std::printf("    (100.00/100%%)\n");
+        std::unique_lock lock(m_mutex);
+        m_cv.wait(lock, [&] { return !m_queue.empty() || m_closed; });
+        if (m_queue.empty())
+            return std::nullopt;
+        Chunk c = std::move(m_queue.front());
+        m_queue.pop_front();
+        m_cv.notify_all();
+        return c;
     }
+    std::vector<uint8_t> buffer()
+    {
+        std::lock_guard lock(m_mutex);
+        if (m_free.empty())
+            return std::vector<uint8_t>(m_chunk_bytes);
+        auto b = std::move(m_free.back());
+        m_free.pop_back();
+        return b;
+    }
+    void recycle(std::vector<uint8_t> b)
+    {
+        if (b.size() != m_chunk_bytes)
+            return;
+        std::lock_guard lock(m_mutex);
+        m_free.push_back(std::move(b));
+    }
+    void close()
+    {
+        std::lock_guard lock(m_mutex);
+        m_closed = true;
+        m_cv.notify_all();
+    }
+    // The writer gives up: the reader's next push returns at once.
+    void stop()
+    {
+        std::lock_guard lock(m_mutex);
+        m_stopped = m_closed = true;
+        m_cv.notify_all();
+    }
+    bool stopped()
+    {
+        std::lock_guard lock(m_mutex);
+        return m_stopped;
+    }
+
+private:
+    std::mutex m_mutex;
+    std::condition_variable m_cv;
+    std::deque<Chunk> m_queue;
+    std::vector<std::vector<uint8_t>> m_free;
+    size_t m_depth;
+    uint64_t m_chunk_bytes;
+    bool m_closed = false;
+    bool m_stopped = false;
 };
 
 } // namespace
@@ -189,89 +247,131 @@ int cmd_convert(int argc, char** argv)
     st::BlockDriver* dst_backing = dst.driver().backing();
     const bool zero_init = (!skip_create && !dst_backing) || target_is_zero;
     auto* qdst = dynamic_cast<st::qcow2::Driver*>(&dst.driver());
-    const uint64_t chunk = compress ? qdst->cluster_size() : std::max<uint64_t>(1u << 20, qdst ? qdst->cluster_size() : 0);
-    const uint64_t granule = compress ? chunk : (sparse ? sparse : chunk);
-    std::vector<uint8_t> buf(chunk), cmp(chunk);
+    const uint64_t cluster = qdst ? qdst->cluster_size() : 0;
+    const uint64_t chunk = std::max<uint64_t>(2u << 20, cluster);
+    const uint64_t granule = compress ? cluster : (sparse ? sparse : chunk);
+    std::vector<uint8_t> cmp(chunk);
 
-    uint64_t base = 0;
-    progress.show(0, total);
-    for (auto& src : sources) {
-        const uint64_t size = src->size();
-        for (uint64_t off = 0; off < size;) {
-            uint64_t n = std::min(chunk - (base + off) % chunk, size - off);
-            // Skip what reads as zeroes without reading it, when the target reads as zeroes too.
-            auto status = chain_status(src->driver(), off, n);
-            if (!status) {
-                error(fmt::format("error while reading block status at offset {}: {}", off, status.error().message));
-                return 1;
-            }
-            if (status->status.zero && !status->status.data && zero_init && sparse) {
-                off += status->status.length;
-                progress.show(base + off, total);
-                continue;
-            }
-            if (auto r = src->read(off, std::span<uint8_t>(buf.data(), n)); !r) {
-                error(fmt::format("error while reading at byte {}: {}", off, r.error().message));
-                return 1;
-            }
-            const uint64_t dst_off = base + off;
-            auto fail_write = [&](const st::Error& e) {
-                error(fmt::format("error while writing at byte {}: {}", dst_off, e.message));
-                return 1;
-            };
-            if (compress) {
-                if (all_zero(buf.data(), n)) {
-                    if (!zero_init)
-                        if (auto r = dst.write_zeroes(dst_off, n, true); !r)
-                            return fail_write(r.error());
-                } else if (auto r = qdst->write_compressed(dst_off, std::span<const uint8_t>(buf.data(), n)); !r) {
-                    return fail_write(r.error());
+    // A reader thread reads the sources while this thread writes the target:
+    // each side only touches its own driver stacks.
+    ChunkQueue queue(4, chunk);
+    std::thread reader([&] {
+        uint64_t base = 0;
+        for (size_t i = 0; i < sources.size() && !queue.stopped(); i++) {
+            st::BlockBackend& src = *sources[i];
+            const uint64_t size = src.size();
+            for (uint64_t off = 0; off < size && !queue.stopped();) {
+                Chunk c;
+                c.dst_off = base + off;
+                c.n = std::min(chunk - (base + off) % chunk, size - off);
+                // Skip what reads as zeroes without reading it, when the target reads as zeroes too.
+                auto status = chain_status(src.driver(), off, c.n);
+                if (!status) {
+                    c.error = fmt::format("error while reading block status at offset {}: {}", off,
+                                          status.error().message);
+                    queue.push(std::move(c));
+                    return;
                 }
-            } else {
-                if (dst_backing) {
-                    if (auto r = st::read_clamped(*dst_backing, dst_off, std::span<uint8_t>(cmp.data(), n)); !r) {
-                        error(fmt::format("error while reading the backing file at byte {}: {}", dst_off, r.error().message));
-                        return 1;
+                if (status->status.zero && !status->status.data && zero_init && sparse) {
+                    c.n = status->status.length;
+                    c.skip = true;
+                } else {
+                    c.data = queue.buffer();
+                    if (auto r = src.read(off, std::span<uint8_t>(c.data.data(), c.n)); !r) {
+                        c.error = fmt::format("error while reading at byte {}: {}", off, r.error().message);
+                        queue.push(std::move(c));
+                        return;
                     }
                 }
-                // Walk granules; write runs of granules that need writing.
-                uint64_t run_start = 0, pos = 0;
-                auto flush_run = [&](uint64_t end) -> st::Result<void> {
-                    if (end > run_start)
-                        return dst.write(dst_off + run_start, std::span<const uint8_t>(buf.data() + run_start, end - run_start));
-                    return {};
-                };
-                while (pos < n) {
-                    uint64_t g = std::min(granule - (dst_off + pos) % granule, n - pos);
-                    bool skip;
-                    bool zero_write = false;
-                    if (dst_backing)
-                        skip = std::memcmp(buf.data() + pos, cmp.data() + pos, g) == 0;
-                    else if (!sparse)
-                        skip = false;
-                    else if (all_zero(buf.data() + pos, g)) {
-                        skip = true;
-                        zero_write = !zero_init;
-                    } else
-                        skip = false;
-                    if (skip) {
-                        if (auto r = flush_run(pos); !r)
-                            return fail_write(r.error());
-                        if (zero_write)
-                            if (auto r = dst.write_zeroes(dst_off + pos, g, true); !r)
-                                return fail_write(r.error());
-                        run_start = pos + g;
-                    }
-                    pos += g;
-                }
-                if (auto r = flush_run(n); !r)
-                    return fail_write(r.error());
+                off += c.n;
+                queue.push(std::move(c));
             }
-            off += n;
-            progress.show(base + off, total);
+            base += size;
         }
-        base += size;
+        queue.close();
+    });
+    auto stop_reader = [&] {
+        queue.stop();
+        reader.join();
+    };
+
+    progress.show(0, total);
+    while (auto next = queue.pop()) {
+        Chunk& c = *next;
+        if (!c.error.empty()) {
+            error(c.error);
+            stop_reader();
+            return 1;
+        }
+        const uint64_t dst_off = c.dst_off, n = c.n;
+        auto fail_write = [&](const st::Error& e) {
+            error(fmt::format("error while writing at byte {}: {}", dst_off, e.message));
+            stop_reader();
+            return 1;
+        };
+        if (c.skip) {
+            progress.show(dst_off + n, total);
+            continue;
+        }
+        const uint8_t* buf = c.data.data();
+        if (compress) {
+            for (uint64_t pos = 0; pos < n;) {
+                const uint64_t g = std::min(cluster - (dst_off + pos) % cluster, n - pos);
+                if (all_zero(buf + pos, g)) {
+                    if (!zero_init)
+                        if (auto r = dst.write_zeroes(dst_off + pos, g, true); !r)
+                            return fail_write(r.error());
+                } else if (auto r = qdst->write_compressed(dst_off + pos, std::span<const uint8_t>(buf + pos, g)); !r) {
+                    return fail_write(r.error());
+                }
+                pos += g;
+            }
+        } else {
+            if (dst_backing) {
+                if (auto r = st::read_clamped(*dst_backing, dst_off, std::span<uint8_t>(cmp.data(), n)); !r) {
+                    error(fmt::format("error while reading the backing file at byte {}: {}", dst_off,
+                                      r.error().message));
+                    stop_reader();
+                    return 1;
+                }
+            }
+            // Walk granules; write runs of granules that need writing.
+            uint64_t run_start = 0, pos = 0;
+            auto flush_run = [&](uint64_t end) -> st::Result<void> {
+                if (end > run_start)
+                    return dst.write(dst_off + run_start, std::span<const uint8_t>(buf + run_start, end - run_start));
+                return {};
+            };
+            while (pos < n) {
+                uint64_t g = std::min(granule - (dst_off + pos) % granule, n - pos);
+                bool skip;
+                bool zero_write = false;
+                if (dst_backing)
+                    skip = std::memcmp(buf + pos, cmp.data() + pos, g) == 0;
+                else if (!sparse)
+                    skip = false;
+                else if (all_zero(buf + pos, g)) {
+                    skip = true;
+                    zero_write = !zero_init;
+                } else
+                    skip = false;
+                if (skip) {
+                    if (auto r = flush_run(pos); !r)
+                        return fail_write(r.error());
+                    if (zero_write)
+                        if (auto r = dst.write_zeroes(dst_off + pos, g, true); !r)
+                            return fail_write(r.error());
+                    run_start = pos + g;
+                }
+                pos += g;
+            }
+            if (auto r = flush_run(n); !r)
+                return fail_write(r.error());
+        }
+        queue.recycle(std::move(c.data));
+        progress.show(dst_off + n, total);
     }
+    reader.join();
     if (auto r = dst.close(); !r) {
         error(fmt::format("error while closing '{}': {}", target, r.error().message));
         return 1;

@@ -2,7 +2,6 @@
 // backing chain (qemu-img's keys and wording).
 #include "clients/emu-img/common.h"
 
-#include <ctime>
 #include <fmt/format.h>
 #include <getopt.h>
 #include <iostream>
@@ -26,8 +25,8 @@ ordered_json to_json(const Entry& e)
         ordered_json snaps = ordered_json::array();
         for (const auto& s : i.snapshots) {
             ordered_json sj;
-            if (s.icount_valid)
-                sj["icount"] = s.icount;
+            if (s.icount)
+                sj["icount"] = *s.icount;
             sj["vm-clock-nsec"] = s.vm_clock_nsec % 1000000000ull;
             sj["name"] = s.name;
             sj["date-sec"] = s.date_sec;
@@ -69,12 +68,6 @@ ordered_json to_json(const Entry& e)
     return j;
 }
 
-std::string clock_text(uint64_t nsec)
-{
-    uint64_t ms = nsec / 1000000;
-    return fmt::format("{:02}:{:02}:{:02}.{:03}", ms / 3600000, ms / 60000 % 60, ms / 1000 % 60, ms % 1000);
-}
-
 void print_human(const Entry& e)
 {
     const auto& i = e.info;
@@ -95,19 +88,8 @@ void print_human(const Entry& e)
         if (!i.backing_format.empty())
             out += fmt::format("backing file format: {}\n", i.backing_format);
     }
-    if (!i.snapshots.empty()) {
-        out += "Snapshot list:\n";
-        out += fmt::format("{:<10}{:<17}{:>8}{:>20}{:>13}{:>11}\n", "ID", "TAG", "VM SIZE", "DATE", "VM CLOCK", "ICOUNT");
-        for (const auto& s : i.snapshots) {
-            time_t t = time_t(s.date_sec);
-            struct tm tm{};
-            localtime_r(&t, &tm);
-            char date[64];
-            strftime(date, sizeof date, "%Y-%m-%d %H:%M:%S", &tm);
-            out += fmt::format("{:<9} {:<16} {:>8}{:>20}{:>13}{:>11}\n", s.id, s.name, human_size(s.vm_state_size),
-                               date, clock_text(s.vm_clock_nsec), s.icount_valid ? std::to_string(s.icount) : "");
-        }
-    }
+    if (!i.snapshots.empty())
+        out += snapshot_list_text(i.snapshots);
     if (i.qcow2) {
         const auto& q = *i.qcow2;
         out += "Format specific information:\n";

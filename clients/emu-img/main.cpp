@@ -14,15 +14,23 @@ const char* k_usage = R"(emu-img version 0.1.0 (emud)
 usage: emu-img [standard options] command [command options]
 emud's disk image utility, compatible with qemu-img.
 
-Command syntax (supported now):
+Command syntax:
+  amend [-p] [-q] [-f fmt] [-t cache] [--force] -o options filename
+  bench [-c count] [-d depth] [-f fmt] [--flush-interval=flush_interval] [-i aio] [--no-drain] [-o offset] [--pattern=pattern] [-q] [-s buffer_size] [-S step_size] [-t cache] [-w] [-U] filename
   check [-q] [-f fmt] [--output=ofmt] [-r [leaks | all]] [-T src_cache] [-U] filename
+  commit [-q] [-f fmt] [-t cache] [-b base] [-r rate_limit] [-d] [-p] filename
   compare [-f fmt] [-F fmt] [-T src_cache] [-p] [-q] [-s] [-U] filename1 filename2
   convert [-c] [-p] [-q] [-n] [-f fmt] [-t cache] [-T src_cache] [-O output_fmt] [-B backing_file [-F backing_fmt]] [-o options] [-S sparse_size] [-U] filename [filename2 [...]] output_filename
   create [-q] [-f fmt] [-b backing_file [-F backing_fmt]] [-u] [-o options] filename [size]
+  dd [-U] [-f fmt] [-O output_fmt] [bs=block_size] [count=blocks] [skip=blocks] if=input of=output
   info [-f fmt] [--output=ofmt] [--backing-chain] [-U] filename
-  map [--object objectdef] [-f fmt] [--start-offset=offset] [--max-length=len] [--output=ofmt] [-U] filename
+  map [-f fmt] [--start-offset=offset] [--max-length=len] [--output=ofmt] [-U] filename
+  measure [--output=ofmt] [-O output_fmt] [-o options] [--size N | [-f fmt] filename]
+  snapshot [-U] [-q] [-l | -a snapshot | -c snapshot | -d snapshot] filename
+  rebase [-U] [-q] [-f fmt] [-t cache] [-T src_cache] [-p] [-u] -b backing_file [-F backing_fmt] filename
+  resize [-f fmt] [--preallocation=prealloc] [-q] [--shrink] filename [+ | -]size
 
-Not supported yet: amend, bench, bitmap, commit, dd, measure, rebase, resize, snapshot.
+Not supported yet: bitmap.
 Supported formats: raw qcow2
 )";
 
@@ -34,9 +42,12 @@ struct Command {
 const Command k_commands[] = {
     {"check", cmd_check},     {"compare", cmd_compare}, {"convert", cmd_convert},
     {"create", cmd_create},   {"info", cmd_info},       {"map", cmd_map},
+    {"snapshot", cmd_snapshot}, {"resize", cmd_resize},   {"commit", cmd_commit},
+    {"rebase", cmd_rebase},     {"amend", cmd_amend},     {"measure", cmd_measure},
+    {"dd", cmd_dd},             {"bench", cmd_bench},
 };
 
-const char* const k_not_yet[] = {"amend", "bench", "bitmap", "commit", "dd", "measure", "rebase", "resize", "snapshot"};
+const char* const k_not_yet[] = {"bitmap"};
 
 } // namespace
 

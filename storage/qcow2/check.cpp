@@ -300,22 +300,8 @@ Result<CheckResult> Checker::run()
     check_l1(m_d.m_header.l1_table_offset, m_d.m_header.l1_size, true);
     for (const auto& s : m_d.m_snapshots)
         check_l1(s.l1_table_offset, s.l1_size, false);
-    if (m_d.m_header.nb_snapshots > 0) {
-        // The table's length: walk the entries to where the last one ends.
-        uint64_t len = 0;
-        std::vector<uint8_t> raw(size_t(std::min<uint64_t>(file_size - m_d.m_header.snapshots_offset,
-                                                           k_max_snapshot_table)));
-        if (m_d.m_file->read(m_d.m_header.snapshots_offset, raw)) {
-            uint64_t pos = 0;
-            for (uint32_t i = 0; i < m_d.m_header.nb_snapshots && pos + 40 <= raw.size(); i++) {
-                const uint8_t* p = raw.data() + pos;
-                uint64_t need = 40 + uint64_t(load_be32(p + 36)) + load_be16(p + 12) + load_be16(p + 14);
-                pos += (need + 7) & ~uint64_t(7);
-            }
-            len = pos;
-        }
-        reference(m_d.m_header.snapshots_offset, len);
-    }
+    if (m_d.m_header.nb_snapshots > 0)
+        reference(m_d.m_header.snapshots_offset, m_d.m_snapshot_table_bytes);
     check_refcount_structures();
     if (auto r = compare_and_repair(); !r)
         return std::unexpected(r.error());

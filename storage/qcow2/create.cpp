@@ -77,14 +77,49 @@ Result<void> Driver::create(std::unique_ptr<BlockDriver> file, const CreateOptio
     Driver& d = **drv;
     const uint64_t clusters = (o.size + cs - 1) / cs;
     const uint64_t l1_entries = (clusters + d.m_l2_entries - 1) / d.m_l2_entries;
-    if (auto r = d.grow_l1(std::max<uint64_t>(l1_entries, 1)); !r)
+    if (auto r = d.grow_l1(l1_entries); !r)
         return r;
     d.m_header.size = o.size;
     if (auto r = d.write_header(); !r)
         return r;
-    if (auto r = d.preallocate(o.preallocation); !r)
+    if (auto r = d.preallocate(o.preallocation, 0, o.size); !r)
         return r;
     return d.close();
+}
+
+} // namespace emu::storage::qcow2
+
+namespace emu::storage::qcow2 {
+
+Result<Measurement> measure(const CreateOptions& o, uint64_t data_bytes)
+{
+    const uint64_t cs = o.cluster_size;
+    if (cs < 512 || cs > (2u << 20) || (cs & (cs - 1)))
+        return fail("Cluster size must be a power of two between 512 and 2048k");
+    if (o.refcount_bits < 1 || o.refcount_bits > 64 || (o.refcount_bits & (o.refcount_bits - 1)))
+        return fail("Refcount width must be a power of two and may not exceed 64 bits");
+    const uint64_t size = (o.size + 511) & ~uint64_t(511);
+    const uint64_t l2_entries = cs / (o.extended_l2 ? 16 : 8);
+    const uint64_t data = (size + cs - 1) / cs;
+    const uint64_t l2_tables = (data + l2_entries - 1) / l2_entries;
+    const uint64_t l1_clusters = (l2_tables * 8 + cs - 1) / cs;
+    const uint64_t rest = data + 1 + l2_tables + l1_clusters; // data, header, L2 and L1 tables
+    // The fewest refcount blocks (and table clusters) that also describe themselves.
+    const uint64_t per_block = cs * 8 / uint64_t(o.refcount_bits);
+    uint64_t blocks = (rest + per_block - 1) / per_block, table = 0;
+    while (true) {
+        table = (blocks * 8 + cs - 1) / cs;
+        if (blocks * per_block >= rest + blocks + table)
+            break;
+        blocks++;
+    }
+    Measurement m;
+    m.fully_allocated = (rest + blocks + table) * cs;
+    const uint64_t data_clusters = std::min(data, (data_bytes + cs - 1) / cs);
+    m.required = m.fully_allocated - data * cs + data_clusters * cs;
+    if (o.preallocation == Preallocation::Falloc || o.preallocation == Preallocation::Full)
+        m.required = m.fully_allocated;
+    return m;
 }
 
 } // namespace emu::storage::qcow2

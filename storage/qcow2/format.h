@@ -22,6 +22,8 @@ constexpr uint64_t k_max_l1_bytes = 32u << 20;       // as QEMU: 32 MiB of L1 ta
 constexpr uint64_t k_max_reftable_bytes = 8u << 20;  // 8 MiB of refcount table
 constexpr uint32_t k_max_snapshots = 65536;
 constexpr uint64_t k_max_snapshot_table = 64u << 20;
+constexpr uint32_t k_max_snapshot_extra = 1024;
+constexpr uint32_t k_max_snapshot_name = 65535;
 
 // Incompatible feature bits.
 constexpr uint64_t k_incompat_dirty = 1u << 0;
@@ -136,13 +138,19 @@ struct Snapshot {
     uint32_t date_sec = 0;
     uint32_t date_nsec = 0;
     uint64_t vm_clock_nsec = 0;
-    uint32_t vm_state_size = 0;
-    uint64_t vm_state_size_large = 0;
+    uint64_t vm_state_size = 0; // the 64-bit size from the extra data when present, else the 32-bit field
     uint64_t disk_size = 0;
-    std::optional<uint64_t> icount;
+    std::optional<uint64_t> icount; // absent: no extra field, or all ones ("not recorded")
+    std::vector<uint8_t> unknown_extra; // extra data past the fields we know, preserved as it is
 };
 
-// Parses and validates the snapshot table.
-Result<std::vector<Snapshot>> parse_snapshots(std::span<const uint8_t> table, const Header& h, uint64_t file_size);
+// Parses and validates the snapshot table; `table_bytes` receives the bytes
+// the entries take (each padded to 8 bytes).
+Result<std::vector<Snapshot>> parse_snapshots(std::span<const uint8_t> table, const Header& h, uint64_t file_size,
+                                              uint64_t* table_bytes = nullptr);
+
+// The snapshot table as stored: every entry with 24 bytes of extra data
+// (64-bit VM state size, disk size, icount) plus any preserved unknown extra data.
+std::vector<uint8_t> serialize_snapshots(const std::vector<Snapshot>& snapshots);
 
 } // namespace emu::storage::qcow2

@@ -279,7 +279,8 @@ Result<std::vector<uint8_t>> serialize_header(const Header& h)
     return out;
 }
 
-Result<std::vector<Snapshot>> parse_snapshots(std::span<const uint8_t> table, const Header& h, uint64_t file_size)
+Result<std::vector<Snapshot>> parse_snapshots(std::span<const uint8_t> table, const Header& h, uint64_t file_size,
+                                              uint64_t* table_bytes)
 {
     std::vector<Snapshot> out;
     const uint64_t cs = h.cluster_size();
@@ -298,22 +299,19 @@ Result<std::vector<Snapshot>> parse_snapshots(std::span<const uint8_t> table, co
         s.vm_clock_nsec = load_be64(p + 24);
         s.vm_state_size = load_be32(p + 32);
         uint32_t extra = load_be32(p + 36);
-        if (extra > 1024)
+        if (extra > k_max_snapshot_extra)
             return fail(fmt::format("qcow2: snapshot table entry {} has too much extra data ({} bytes)", i, extra));
         uint64_t need = 40 + uint64_t(extra) + id_size + name_size;
         if (pos + need > table.size())
             return fail(fmt::format("qcow2: snapshot table entry {} runs past the end of the table", i));
         const uint8_t* e = p + 40;
         if (extra >= 8)
-            s.vm_state_size_large = load_be64(e);
-        else
-            s.vm_state_size_large = s.vm_state_size;
-        if (extra >= 16)
-            s.disk_size = load_be64(e + 8);
-        else
-            s.disk_size = h.size;
-        if (extra >= 24)
+            s.vm_state_size = load_be64(e);
+        s.disk_size = extra >= 16 ? load_be64(e + 8) : h.size;
+        if (extra >= 24 && load_be64(e + 16) != UINT64_MAX)
             s.icount = load_be64(e + 16);
+        if (extra > 24)
+            s.unknown_extra.assign(e + 24, e + extra);
         s.id.assign(reinterpret_cast<const char*>(p + 40 + extra), id_size);
         s.name.assign(reinterpret_cast<const char*>(p + 40 + extra + id_size), name_size);
         if (uint64_t(s.l1_size) * 8 > k_max_l1_bytes)
@@ -322,8 +320,40 @@ Result<std::vector<Snapshot>> parse_snapshots(std::span<const uint8_t> table, co
                               !fits(s.l1_table_offset, uint64_t(s.l1_size) * 8, file_size)))
             return fail(fmt::format("qcow2: snapshot '{}' L1 table (offset 0x{:x}, {} entries) is invalid", s.id,
                                     s.l1_table_offset, s.l1_size));
+        if (s.disk_size > (1ull << 62))
+            return fail(fmt::format("qcow2: snapshot '{}' has a disk size of {} bytes, too large", s.id, s.disk_size));
         out.push_back(std::move(s));
         pos += (need + 7) & ~uint64_t(7);
+    }
+    if (table_bytes)
+        *table_bytes = pos;
+    return out;
+}
+
+std::vector<uint8_t> serialize_snapshots(const std::vector<Snapshot>& snapshots)
+{
+    std::vector<uint8_t> out;
+    for (const auto& s : snapshots) {
+        const uint32_t extra = uint32_t(24 + s.unknown_extra.size());
+        const uint64_t need = 40 + uint64_t(extra) + s.id.size() + s.name.size();
+        const size_t at = out.size();
+        out.resize(at + ((need + 7) & ~uint64_t(7)), 0);
+        uint8_t* p = out.data() + at;
+        store_be64(p, s.l1_table_offset);
+        store_be32(p + 8, s.l1_size);
+        store_be16(p + 12, uint16_t(s.id.size()));
+        store_be16(p + 14, uint16_t(s.name.size()));
+        store_be32(p + 16, s.date_sec);
+        store_be32(p + 20, s.date_nsec);
+        store_be64(p + 24, s.vm_clock_nsec);
+        store_be32(p + 32, uint32_t(std::min<uint64_t>(s.vm_state_size, UINT32_MAX)));
+        store_be32(p + 36, extra);
+        store_be64(p + 40, s.vm_state_size);
+        store_be64(p + 48, s.disk_size);
+        store_be64(p + 56, s.icount.value_or(UINT64_MAX));
+        std::copy(s.unknown_extra.begin(), s.unknown_extra.end(), p + 64);
+        std::copy(s.id.begin(), s.id.end(), p + 40 + extra);
+        std::copy(s.name.begin(), s.name.end(), p + 40 + extra + s.id.size());
     }
     return out;
 }

@@ -34,7 +34,7 @@ Driver::Driver(std::unique_ptr<BlockDriver> file, Header header, const OpenOptio
         auto hits = [&](uint64_t start, uint64_t len) { return off < start + len && start < off + buf.size(); };
         if (off < m_cs || (m_header.l1_size && hits(m_header.l1_table_offset, uint64_t(m_header.l1_size) * 8)) ||
             hits(m_header.refcount_table_offset, uint64_t(m_header.refcount_table_clusters) * m_cs) ||
-            (m_refblocks.count(off) && m_l2_tables.count(off)))
+            (m_refblocks.count(off) && m_l2_tables.count(off)) || overlaps_snapshot_meta(off, buf.size()))
             return corrupt(fmt::format("refusing to write a metadata table at 0x{:x} over other metadata", off));
         if (auto r = m_file->write(off, buf); !r)
             return chain(fmt::format("qcow2: cannot write metadata at 0x{:x} of '{}'", off, filename()), r.error());
@@ -67,8 +67,6 @@ Result<std::unique_ptr<Driver>> Driver::open(std::unique_ptr<BlockDriver> file, 
             return fail("qcow2: image is corrupt; cannot be opened read/write (repair it with 'emu-img check -r all')");
         if (header->extended_l2())
             return fail("qcow2: writing to images with extended L2 entries is not supported yet; open it read-only");
-        if (header->nb_snapshots > 0)
-            return fail("qcow2: writing to images with internal snapshots is not supported yet; open it read-only");
     }
     std::unique_ptr<Driver> drv(new Driver(std::move(file), std::move(*header), options));
     if (auto r = drv->load_tables(); !r)
@@ -125,12 +123,32 @@ Result<void> Driver::load_tables()
         std::vector<uint8_t> raw(static_cast<size_t>(len));
         if (auto r = m_file->read(m_header.snapshots_offset, raw); !r)
             return chain("qcow2: cannot read the snapshot table", r.error());
-        auto snaps = parse_snapshots(raw, m_header, file_size);
+        auto snaps = parse_snapshots(raw, m_header, file_size, &m_snapshot_table_bytes);
         if (!snaps)
             return std::unexpected(snaps.error());
         m_snapshots = std::move(*snaps);
     }
+    index_metadata();
     return {};
+}
+
+void Driver::index_metadata()
+{
+    m_l2_tables.clear();
+    for (uint64_t e : m_l1)
+        if (uint64_t off = e & k_l1_offset_mask)
+            m_l2_tables.insert(off);
+    m_snapshot_meta.clear();
+    auto add = [&](uint64_t start, uint64_t len) {
+        if (len == 0)
+            return;
+        auto& end = m_snapshot_meta[start];
+        end = std::max(end, start + len);
+    };
+    if (m_header.nb_snapshots > 0)
+        add(m_header.snapshots_offset, m_snapshot_table_bytes);
+    for (const auto& sn : m_snapshots)
+        add(sn.l1_table_offset, uint64_t(sn.l1_size) * 8);
 }
 
 std::unexpected<Error> Driver::corrupt(std::string what)
@@ -157,6 +175,21 @@ bool Driver::overlaps_metadata(uint64_t host, uint64_t len) const
     for (uint64_t c = host & ~(m_cs - 1); c < host + len; c += m_cs) {
         if (m_refblocks.count(c) || m_l2_tables.count(c))
             return true;
+    }
+    return overlaps_snapshot_meta(host, len);
+}
+
+bool Driver::overlaps_snapshot_meta(uint64_t host, uint64_t len) const
+{
+    // Ranges may nest or overlap in a hostile image: scan back from the last
+    // range starting before our end while one could still reach into ours.
+    auto it = m_snapshot_meta.lower_bound(host + len);
+    while (it != m_snapshot_meta.begin()) {
+        --it;
+        if (it->second > host)
+            return true;
+        if (it->first + k_max_snapshot_table <= host)
+            break;
     }
     return false;
 }
@@ -268,11 +301,15 @@ Result<Driver::Mapping> Driver::lookup(uint64_t offset)
 
 Result<void> Driver::read_backing(uint64_t offset, std::span<uint8_t> buf)
 {
+    // Past this image's virtual size (the VM state area) nothing comes from the backing image.
+    size_t below = offset >= m_header.size ? 0 : size_t(std::min<uint64_t>(buf.size(), m_header.size - offset));
+    if (below < buf.size())
+        std::memset(buf.data() + below, 0, buf.size() - below);
     if (!m_backing) {
-        std::memset(buf.data(), 0, buf.size());
+        std::memset(buf.data(), 0, below);
         return {};
     }
-    return read_clamped(*m_backing, offset, buf);
+    return read_clamped(*m_backing, offset, buf.first(below));
 }
 
 Result<void> Driver::read_compressed(uint64_t host, uint64_t span, std::span<uint8_t> cluster)
@@ -319,15 +356,31 @@ Result<void> Driver::read(uint64_t offset, std::span<uint8_t> buf)
     if (offset > m_header.size || buf.size() > m_header.size - offset)
         return fail(fmt::format("qcow2: read of {} bytes at {} is beyond the end of the image ({} bytes)",
                                 buf.size(), offset, m_header.size), EINVAL);
+    return read_range(offset, buf);
+}
+
+Result<void> Driver::read_range(uint64_t offset, std::span<uint8_t> buf)
+{
     size_t done = 0;
     while (done < buf.size()) {
         auto m = lookup(offset + done);
         if (!m)
             return std::unexpected(m.error());
-        size_t n = size_t(std::min<uint64_t>(m->bytes, buf.size() - done));
-        if (auto r = read_mapping(*m, offset + done, buf.subspan(done, n)); !r)
+        uint64_t n = std::min<uint64_t>(m->bytes, buf.size() - done);
+        // Data clusters that follow each other in the file too are read in one go.
+        if (m->kind == Kind::Normal) {
+            while (done + n < buf.size()) {
+                auto next = lookup(offset + done + n);
+                if (!next)
+                    return std::unexpected(next.error());
+                if (next->kind != Kind::Normal || next->host != m->host + n)
+                    break;
+                n += std::min<uint64_t>(next->bytes, buf.size() - done - n);
+            }
+        }
+        if (auto r = read_mapping(*m, offset + done, buf.subspan(done, size_t(n))); !r)
             return r;
-        done += n;
+        done += size_t(n);
     }
     return {};
 }
@@ -378,6 +431,18 @@ Result<void> Driver::write_header()
     len = std::min(len, raw->size());
     if (auto r = m_file->write(0, std::span<const uint8_t>(raw->data(), len)); !r)
         return chain(fmt::format("qcow2: cannot write the header of '{}'", filename()), r.error());
+    return {};
+}
+
+Result<void> Driver::write_l1_table()
+{
+    if (m_l1.empty())
+        return {};
+    std::vector<uint8_t> raw(m_l1.size() * 8);
+    for (size_t i = 0; i < m_l1.size(); i++)
+        store_be64(raw.data() + i * 8, m_l1[i]);
+    if (auto r = m_file->write(m_header.l1_table_offset, raw); !r)
+        return chain(fmt::format("qcow2: cannot write the L1 table of '{}'", filename()), r.error());
     return {};
 }
 
@@ -439,12 +504,11 @@ ImageInfo Driver::info() const
         SnapshotInfo si;
         si.id = s.id;
         si.name = s.name;
-        si.vm_state_size = s.vm_state_size_large;
+        si.vm_state_size = s.vm_state_size;
         si.date_sec = s.date_sec;
         si.date_nsec = s.date_nsec;
         si.vm_clock_nsec = s.vm_clock_nsec;
-        si.icount_valid = s.icount.has_value();
-        si.icount = s.icount.value_or(0);
+        si.icount = s.icount;
         si.disk_size = s.disk_size;
         info.snapshots.push_back(std::move(si));
     }

@@ -19,6 +19,7 @@
 #include "storage/qcow2/cache.h"
 #include "storage/qcow2/format.h"
 
+#include <map>
 #include <memory>
 #include <unordered_set>
 
@@ -44,6 +45,22 @@ struct CreateOptions {
     bool extended_l2 = false;
 };
 
+// What `amend` changes in an existing image; unset fields stay as they are.
+struct AmendOptions {
+    std::optional<int> version; // 2 (compat=0.10) or 3 (compat=1.1)
+    std::optional<bool> lazy_refcounts;
+    std::optional<uint64_t> size;
+};
+
+// Bytes a new image of `options` takes (qemu-img measure): `fully_allocated`
+// with every cluster allocated, `required` with only `data_bytes` of data
+// clusters (everything with preallocation falloc or full).
+struct Measurement {
+    uint64_t required = 0;
+    uint64_t fully_allocated = 0;
+};
+Result<Measurement> measure(const CreateOptions& options, uint64_t data_bytes);
+
 class Driver final : public BlockDriver {
 public:
     static Result<std::unique_ptr<Driver>> open(std::unique_ptr<BlockDriver> file, const OpenOptions& options);
@@ -68,6 +85,20 @@ public:
     uint64_t allocated_bytes() const override { return m_file->allocated_bytes(); }
     ImageInfo info() const override;
     Result<CheckResult> check(CheckRepair repair) override;
+
+    Result<void> resize(uint64_t size, Preallocation prealloc) override;
+    Result<void> make_empty() override;
+    Result<void> set_backing_file(const std::string& name, const std::string& format) override;
+    // Changes what amend can change in place (see AmendOptions).
+    Result<void> amend(const AmendOptions& options);
+    Result<void> snapshot_create(const SnapshotInfo& snapshot) override;
+    Result<void> snapshot_goto(std::string_view id_or_name) override;
+    Result<void> snapshot_delete(std::string_view id_or_name) override;
+    Result<void> vmstate_write(uint64_t pos, std::span<const uint8_t> buf) override;
+    Result<void> vmstate_read(uint64_t pos, std::span<uint8_t> buf) override;
+    // Guest offset where the VM state area starts: the first L2 table's worth
+    // of guest space past the virtual size.
+    uint64_t vm_state_offset() const;
 
     // Writes one whole guest cluster compressed (falls back to a normal write
     // when the data does not compress). `offset` must be cluster aligned.
@@ -97,20 +128,39 @@ private:
     Result<void> read_mapping(const Mapping& m, uint64_t offset, std::span<uint8_t> buf);
     Result<void> read_compressed(uint64_t host, uint64_t span, std::span<uint8_t> cluster);
     Result<void> read_backing(uint64_t offset, std::span<uint8_t> buf);
+    Result<void> read_range(uint64_t offset, std::span<uint8_t> buf);
     Result<void> write_header();
     Result<void> write_l1_entry(uint64_t index);
+    Result<void> write_l1_table();
+    void index_metadata();
     std::unexpected<Error> corrupt(std::string what);
     bool overlaps_metadata(uint64_t host, uint64_t len) const;
+    bool overlaps_snapshot_meta(uint64_t host, uint64_t len) const;
 
     // write.cpp — write paths.
     Result<void> writable();
     Result<TableRef> l2_for_write(uint64_t l1_index);
+    Result<void> write_range(uint64_t offset, std::span<const uint8_t> buf);
     Result<void> write_in_cluster(uint64_t offset, std::span<const uint8_t> buf);
+    Result<uint64_t> write_clusters(uint64_t offset, std::span<const uint8_t> buf);
     Result<void> zero_cluster(uint64_t offset, bool may_unmap, bool discard);
     Result<void> free_entry(uint64_t entry);
     Result<void> mark_dirty_once();
-    Result<void> preallocate(Preallocation mode);
+    Result<void> preallocate(Preallocation mode, uint64_t start, uint64_t end);
     Result<void> grow_l1(uint64_t min_entries);
+
+    // snapshot.cpp — internal snapshots.
+    std::optional<size_t> find_snapshot(std::string_view id_or_name) const;
+    Result<std::vector<uint64_t>> read_l1(uint64_t offset, uint32_t entries);
+    Result<void> update_l1_refcounts(std::vector<uint64_t>& l1, int delta);
+    Result<void> check_refcount_room(const std::vector<uint64_t>& l1);
+    Result<void> write_snapshot_table(std::vector<Snapshot> snapshots);
+
+    // resize.cpp — resize, make_empty, amend.
+    Result<void> drop_clusters_from(uint64_t first_cluster);
+    Result<void> truncate_file_to_used();
+    Result<void> expand_zero_clusters();
+    Result<void> refuse_compressed_clusters();
 
     // refcount.cpp — refcounts and allocation.
     Result<uint64_t> get_refcount(uint64_t cluster);
@@ -143,6 +193,8 @@ private:
     std::unordered_set<uint64_t> m_refblocks; // host offsets of refcount blocks
     std::unordered_set<uint64_t> m_l2_tables; // host offsets of the active L2 tables
     std::vector<Snapshot> m_snapshots;
+    uint64_t m_snapshot_table_bytes = 0;
+    std::map<uint64_t, uint64_t> m_snapshot_meta; // start → end of snapshot L1 tables and the snapshot table
     std::unique_ptr<MetadataCache> m_l2_cache;
     std::unique_ptr<MetadataCache> m_refblock_cache;
     uint64_t m_free_hint = 0;       // no free cluster below this index

@@ -282,8 +282,12 @@ Result<void> Driver::update_refcount(uint64_t cluster, int64_t delta)
                     EOVERFLOW);
     uint64_t now = old + uint64_t(delta);
     set_refcount_entry(**block, idx, now);
-    if (now == 0 && cluster < m_free_hint)
-        m_free_hint = cluster;
+    if (now == 0) {
+        // A freed L2 table must not be written back over the cluster's next use.
+        m_l2_cache->discard(cluster << m_cluster_bits);
+        if (cluster < m_free_hint)
+            m_free_hint = cluster;
+    }
     return {};
 }
 

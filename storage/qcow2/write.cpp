@@ -116,36 +116,47 @@ Result<void> Driver::write_in_cluster(uint64_t offset, std::span<const uint8_t> 
         return {};
     }
 
-    // Build the whole cluster: the old contents around the new data.
-    std::vector<uint8_t> cluster(m_cs, 0);
-    if (buf.size() != m_cs) {
-        uint64_t valid = std::min<uint64_t>(m_cs, m_header.size - cluster_start);
-        if (mapping->kind == Kind::Compressed) {
-            if (auto r = read_compressed(mapping->host, mapping->span, cluster); !r)
-                return r;
-        } else if (mapping->kind != Kind::Zero) {
-            // Re-resolve: the mapping covers the whole cluster here (no subclusters when writable).
-            if (auto r = read_mapping(*mapping, cluster_start, std::span<uint8_t>(cluster.data(), valid)); !r)
-                return r;
-        }
-    }
-    std::memcpy(cluster.data() + in_cluster, buf.data(), buf.size());
-
     uint64_t target;
     bool reuse = !compressed && host && copied && (entry & k_entry_zero);
+    bool hole = false; // the new cluster lies past the old end of the file: it reads as zeroes already
     if (reuse) {
         if (overlaps_metadata(host, m_cs))
             return corrupt(fmt::format("L2 entry for guest offset 0x{:x} points to metadata at 0x{:x}",
                                        cluster_start, host));
         target = host;
     } else {
+        const uint64_t file_end = m_file->size();
         auto fresh = alloc_clusters(1);
         if (!fresh)
             return std::unexpected(fresh.error());
         target = *fresh;
+        hole = target >= file_end;
     }
-    if (auto r = m_file->write(target, cluster); !r)
-        return chain(fmt::format("qcow2: cannot write guest offset 0x{:x}", offset), r.error());
+    const bool old_zero = mapping->kind == Kind::Zero || (mapping->kind == Kind::Unallocated && !m_backing);
+    if (hole && old_zero) {
+        // Only the new bytes need writing.
+        if (auto r = m_file->write(target + in_cluster, buf); !r)
+            return chain(fmt::format("qcow2: cannot write guest offset 0x{:x}", offset), r.error());
+    } else {
+        // Build the whole cluster: the old contents around the new data.
+        std::vector<uint8_t> cluster(m_cs, 0);
+        if (buf.size() != m_cs) {
+            // Past the virtual size (the VM state area) the whole cluster is meaningful.
+            uint64_t valid =
+                cluster_start < m_header.size ? std::min<uint64_t>(m_cs, m_header.size - cluster_start) : m_cs;
+            if (mapping->kind == Kind::Compressed) {
+                if (auto r = read_compressed(mapping->host, mapping->span, cluster); !r)
+                    return r;
+            } else if (mapping->kind != Kind::Zero) {
+                // Re-resolve: the mapping covers the whole cluster here (no subclusters when writable).
+                if (auto r = read_mapping(*mapping, cluster_start, std::span<uint8_t>(cluster.data(), valid)); !r)
+                    return r;
+            }
+        }
+        std::memcpy(cluster.data() + in_cluster, buf.data(), buf.size());
+        if (auto r = m_file->write(target, cluster); !r)
+            return chain(fmt::format("qcow2: cannot write guest offset 0x{:x}", offset), r.error());
+    }
     // The table may have been evicted and reloaded while allocating: look it up again.
     auto t2 = l2_for_write(l1_index);
     if (!t2)
@@ -165,15 +176,102 @@ Result<void> Driver::write(uint64_t offset, std::span<const uint8_t> buf)
                                 buf.size(), offset, m_header.size), EINVAL);
     if (auto r = writable(); !r)
         return r;
+    return write_range(offset, buf);
+}
+
+Result<void> Driver::write_range(uint64_t offset, std::span<const uint8_t> buf)
+{
     size_t done = 0;
     while (done < buf.size()) {
-        uint64_t off = offset + done;
-        size_t n = size_t(std::min<uint64_t>(m_cs - (off & (m_cs - 1)), buf.size() - done));
+        const uint64_t off = offset + done;
+        const size_t left = buf.size() - done;
+        if ((off & (m_cs - 1)) == 0 && left >= m_cs) {
+            auto n = write_clusters(off, buf.subspan(done, left - left % m_cs));
+            if (!n)
+                return std::unexpected(n.error());
+            done += *n;
+            continue;
+        }
+        size_t n = size_t(std::min<uint64_t>(m_cs - (off & (m_cs - 1)), left));
         if (auto r = write_in_cluster(off, buf.subspan(done, n)); !r)
             return r;
         done += n;
     }
     return {};
+}
+
+// Whole clusters from `offset` (cluster aligned; buf a multiple of the
+// cluster size), within one L2 table: a run that can be written in place
+// (COPIED, host-contiguous) goes in one write; a run that needs new clusters
+// gets them in one allocation and one write. Returns the bytes written.
+Result<uint64_t> Driver::write_clusters(uint64_t offset, std::span<const uint8_t> buf)
+{
+    const uint64_t guest_cluster = offset >> m_cluster_bits;
+    const uint64_t l1_index = guest_cluster / m_l2_entries;
+    const uint64_t l2_index = guest_cluster % m_l2_entries;
+    // At most 256 clusters a call, each entry validated first (lookup refuses hostile ones).
+    const uint64_t max = std::min<uint64_t>({buf.size() >> m_cluster_bits, m_l2_entries - l2_index, 256});
+    for (uint64_t i = 0; i < max; i++) {
+        if (auto m = lookup(offset + (i << m_cluster_bits)); !m)
+            return std::unexpected(m.error());
+    }
+    auto t = l2_for_write(l1_index);
+    if (!t)
+        return std::unexpected(t.error());
+    auto entry_at = [&](const TableRef& table, uint64_t i) {
+        return load_be64(table->data.data() + (l2_index + i) * uint64_t(m_l2_entry_bytes));
+    };
+    auto in_place = [&](uint64_t e) {
+        return !(e & k_entry_compressed) && (e & k_l2_offset_mask) && (e & k_entry_copied);
+    };
+    const uint64_t first = entry_at(*t, 0);
+    uint64_t count = 1;
+    if (in_place(first)) {
+        const uint64_t host = first & k_l2_offset_mask;
+        while (count < max && in_place(entry_at(*t, count)) &&
+               (entry_at(*t, count) & k_l2_offset_mask) == host + (count << m_cluster_bits))
+            count++;
+        const uint64_t bytes = count << m_cluster_bits;
+        if (overlaps_metadata(host, bytes))
+            return corrupt(fmt::format("L2 entry for guest offset 0x{:x} points to metadata at 0x{:x}", offset, host));
+        if (auto r = m_file->write(host, buf.first(bytes)); !r)
+            return chain(fmt::format("qcow2: cannot write guest offset 0x{:x}", offset), r.error());
+        // Preallocated zero clusters now hold data.
+        bool changed = false;
+        for (uint64_t i = 0; i < count; i++) {
+            uint8_t* ep = (*t)->data.data() + (l2_index + i) * uint64_t(m_l2_entry_bytes);
+            if (load_be64(ep) & k_entry_zero) {
+                store_be64(ep, load_be64(ep) & ~k_entry_zero);
+                changed = true;
+            }
+        }
+        if (changed)
+            m_l2_cache->mark_dirty(*t);
+        return bytes;
+    }
+    while (count < max && !in_place(entry_at(*t, count)))
+        count++;
+    std::vector<uint64_t> old(count);
+    for (uint64_t i = 0; i < count; i++)
+        old[i] = entry_at(*t, i);
+    const uint64_t bytes = count << m_cluster_bits;
+    auto host = alloc_clusters(count);
+    if (!host)
+        return std::unexpected(host.error());
+    if (auto r = m_file->write(*host, buf.first(bytes)); !r)
+        return chain(fmt::format("qcow2: cannot write guest offset 0x{:x}", offset), r.error());
+    // The table may have been evicted and reloaded while allocating: look it up again.
+    auto t2 = l2_for_write(l1_index);
+    if (!t2)
+        return std::unexpected(t2.error());
+    for (uint64_t i = 0; i < count; i++)
+        store_be64((*t2)->data.data() + (l2_index + i) * uint64_t(m_l2_entry_bytes),
+                   (*host + (i << m_cluster_bits)) | k_entry_copied);
+    m_l2_cache->mark_dirty(*t2);
+    for (uint64_t e : old)
+        if (auto r = free_entry(e); !r)
+            return std::unexpected(r.error());
+    return bytes;
 }
 
 Result<void> Driver::zero_cluster(uint64_t offset, bool may_unmap, bool discard)
@@ -328,41 +426,60 @@ Result<void> Driver::grow_l1(uint64_t min_entries)
     return {};
 }
 
-Result<void> Driver::preallocate(Preallocation mode)
+Result<void> Driver::preallocate(Preallocation mode, uint64_t start, uint64_t end)
 {
-    if (mode == Preallocation::Off)
+    if (mode == Preallocation::Off || start >= end)
         return {};
-    const uint64_t clusters = (m_header.size + m_cs - 1) / m_cs;
-    for (uint64_t g = 0; g < clusters;) {
-        uint64_t l1_index = g / m_l2_entries;
-        uint64_t count = std::min(m_l2_entries - g % m_l2_entries, clusters - g);
+    const uint64_t first = start >> m_cluster_bits;
+    const uint64_t clusters = (end + m_cs - 1) >> m_cluster_bits;
+    for (uint64_t g = first; g < clusters;) {
+        const uint64_t l1_index = g / m_l2_entries;
+        const uint64_t count = std::min(m_l2_entries - g % m_l2_entries, clusters - g);
         auto t = l2_for_write(l1_index);
         if (!t)
             return std::unexpected(t.error());
-        auto host = alloc_clusters(count);
+        // Clusters of this table that have no allocation yet get one run of new clusters.
+        std::vector<uint64_t> todo;
+        for (uint64_t i = 0; i < count; i++) {
+            const uint64_t entry = load_be64((*t)->data.data() + ((g + i) % m_l2_entries) * uint64_t(m_l2_entry_bytes));
+            if (!(entry & k_entry_compressed) && !(entry & k_l2_offset_mask))
+                todo.push_back(g + i);
+        }
+        g += count;
+        if (todo.empty())
+            continue;
+        const uint64_t file_end = m_file->size();
+        auto host = alloc_clusters(todo.size());
         if (!host)
             return std::unexpected(host.error());
+        const uint64_t bytes = todo.size() * m_cs;
+        // Reused clusters may hold old data: what the image maps must read as zeroes.
+        if (mode == Preallocation::Metadata && *host < file_end) {
+            if (auto r = m_file->write_zeroes(*host, std::min(*host + bytes, file_end) - *host, false); !r)
+                return r;
+        }
         auto t2 = l2_for_write(l1_index);
         if (!t2)
             return std::unexpected(t2.error());
-        for (uint64_t i = 0; i < count; i++) {
-            uint8_t* ep = (*t2)->data.data() + ((g + i) % m_l2_entries) * uint64_t(m_l2_entry_bytes);
-            store_be64(ep, (*host + i * m_cs) | k_entry_copied);
+        for (size_t i = 0; i < todo.size(); i++) {
+            uint8_t* ep = (*t2)->data.data() + (todo[i] % m_l2_entries) * uint64_t(m_l2_entry_bytes);
+            // A zero-flagged cluster stays zero, now with its space reserved.
+            const uint64_t zero = load_be64(ep) & k_entry_zero;
+            store_be64(ep, (*host + i * m_cs) | k_entry_copied | zero);
         }
         m_l2_cache->mark_dirty(*t2);
         if (mode == Preallocation::Falloc) {
-            if (auto r = m_file->write_zeroes(*host, count * m_cs, false); !r)
+            if (auto r = m_file->write_zeroes(*host, bytes, false); !r)
                 return r;
         } else if (mode == Preallocation::Full) {
-            std::vector<uint8_t> zeroes(size_t(std::min<uint64_t>(count * m_cs, 1 << 20)), 0);
-            for (uint64_t pos = 0; pos < count * m_cs;) {
-                size_t n = size_t(std::min<uint64_t>(zeroes.size(), count * m_cs - pos));
+            std::vector<uint8_t> zeroes(size_t(std::min<uint64_t>(bytes, 1 << 20)), 0);
+            for (uint64_t pos = 0; pos < bytes;) {
+                size_t n = size_t(std::min<uint64_t>(zeroes.size(), bytes - pos));
                 if (auto r = m_file->write(*host + pos, std::span<const uint8_t>(zeroes.data(), n)); !r)
                     return r;
                 pos += n;
             }
         }
-        g += count;
     }
     return flush();
 }

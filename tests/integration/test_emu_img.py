@@ -306,7 +306,7 @@ class EmuImgTest(unittest.TestCase):
         self.assertIn("Invalid image size specified", p.stderr)
 
     def test_refusals(self):
-        for sub in ("amend", "bench", "bitmap", "commit", "dd", "measure", "rebase", "resize", "snapshot"):
+        for sub in ("bitmap",):
             p = run(EMU_IMG, sub, "x", check=False)
             self.assertEqual(p.returncode, 1)
             self.assertEqual(p.stderr, f"emu-img: {sub}: not supported yet\n")

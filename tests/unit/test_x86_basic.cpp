@@ -280,23 +280,39 @@ TEST_CASE("real mode: 16-bit code with segments")
     CHECK((bus.read64(0x500) & 0xffff) == 0x1244);
 }
 
+namespace {
+
+// A nasm program from tests/baremetal, loaded at 0x7c00 and entered in real mode.
+struct BareMetal {
+    TestBus bus;
+    Vcpu cpu{bus, *find_cpu_model("qemu64")};
+    explicit BareMetal(const char* name)
+    {
+        std::string path = std::string(EMU_BAREMETAL_DIR "/") + name + ".bin";
+        FILE* f = fopen(path.c_str(), "rb");
+        REQUIRE_MESSAGE(f != nullptr, path);
+        std::vector<uint8_t> image(65536);
+        image.resize(fread(image.data(), 1, image.size(), f));
+        fclose(f);
+        bus.write(0x7c00, image.data(), image.size());
+        CpuState& s = cpu.state();
+        s.seg[CS].selector = 0;
+        s.seg[CS].base = 0;
+        s.rip = 0x7c00;
+        update_hflags(s);
+    }
+    VcpuExit run() { return cpu.run(10'000'000); }
+};
+
+} // namespace
+
 TEST_CASE("bare metal: real -> protected -> long mode, gates, rings, syscall")
 {
     // tests/baremetal/modeswitch.asm, assembled by nasm at build time.
-    FILE* f = fopen(EMU_BAREMETAL_DIR "/modeswitch.bin", "rb");
-    REQUIRE(f != nullptr);
-    std::vector<uint8_t> image(65536);
-    image.resize(fread(image.data(), 1, image.size(), f));
-    fclose(f);
-    TestBus bus;
-    Vcpu cpu(bus, *find_cpu_model("qemu64"));
-    bus.write(0x7c00, image.data(), image.size());
-    CpuState& s = cpu.state();
-    s.seg[CS].selector = 0;
-    s.seg[CS].base = 0;
-    s.rip = 0x7c00;
-    update_hflags(s);
-    VcpuExit exit = cpu.run(10'000'000);
+    BareMetal m("modeswitch");
+    TestBus& bus = m.bus;
+    CpuState& s = m.cpu.state();
+    VcpuExit exit = m.run();
     CHECK(exit == VcpuExit::Halted);
     CHECK(bus.console == "RPDLIFUS");
     CHECK(bus.exit_code == 0);
@@ -305,20 +321,9 @@ TEST_CASE("bare metal: real -> protected -> long mode, gates, rings, syscall")
 
 TEST_CASE("bare metal: 32-bit paging, PSE, WP, user/supervisor, v8086, call gates, PAE with NX")
 {
-    FILE* f = fopen(EMU_BAREMETAL_DIR "/prot32.bin", "rb");
-    REQUIRE(f != nullptr);
-    std::vector<uint8_t> image(65536);
-    image.resize(fread(image.data(), 1, image.size(), f));
-    fclose(f);
-    TestBus bus;
-    Vcpu cpu(bus, *find_cpu_model("qemu64"));
-    bus.write(0x7c00, image.data(), image.size());
-    CpuState& s = cpu.state();
-    s.seg[CS].selector = 0;
-    s.seg[CS].base = 0;
-    s.rip = 0x7c00;
-    update_hflags(s);
-    VcpuExit exit = cpu.run(10'000'000);
+    BareMetal m("prot32");
+    TestBus& bus = m.bus;
+    VcpuExit exit = m.run();
     CHECK(exit == VcpuExit::Halted);
     CHECK(bus.console == "GWUVCN");
     CHECK(bus.exit_code == 0);
@@ -326,20 +331,10 @@ TEST_CASE("bare metal: 32-bit paging, PSE, WP, user/supervisor, v8086, call gate
 
 TEST_CASE("bare metal: task switches through TSS descriptors and task gates")
 {
-    FILE* f = fopen(EMU_BAREMETAL_DIR "/tasks.bin", "rb");
-    REQUIRE(f != nullptr);
-    std::vector<uint8_t> image(65536);
-    image.resize(fread(image.data(), 1, image.size(), f));
-    fclose(f);
-    TestBus bus;
-    Vcpu cpu(bus, *find_cpu_model("qemu64"));
-    bus.write(0x7c00, image.data(), image.size());
-    CpuState& s = cpu.state();
-    s.seg[CS].selector = 0;
-    s.seg[CS].base = 0;
-    s.rip = 0x7c00;
-    update_hflags(s);
-    VcpuExit exit = cpu.run(10'000'000);
+    BareMetal m("tasks");
+    TestBus& bus = m.bus;
+    CpuState& s = m.cpu.state();
+    VcpuExit exit = m.run();
     CHECK(exit == VcpuExit::Halted);
     CHECK(bus.console == "BbD");
     CHECK(bus.exit_code == 0);

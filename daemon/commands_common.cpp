@@ -72,6 +72,28 @@ void register_common_commands(Dispatcher& d)
                             {"deprecated", false}});
         return list;
     });
+    d.add("qom-list-types", [](Context&, const json& args) -> qmp::Result<json> {
+        std::string implements = args.value("implements", "");
+        json list = json::array();
+        for (auto& t : devices::device_types())
+            if (implements.empty() || implements == "device" || implements == t.parent || implements == t.name)
+                list.push_back({{"name", t.name}, {"parent", t.parent}});
+        return list;
+    });
+    d.add("device-list-properties", [](Context&, const json& args) -> qmp::Result<json> {
+        std::string name = args["typename"];
+        const devices::DeviceTypeInfo* t = devices::find_device_type(name);
+        if (!t)
+            return qmp::fail("Device '" + name + "' not found", qmp::ErrorClass::DeviceNotFound);
+        json list = json::array();
+        for (auto& p : t->props) {
+            json prop = {{"name", p.name}, {"type", p.type}, {"description", p.description}};
+            if (!p.default_value.empty())
+                prop["default-value"] = p.default_value;
+            list.push_back(prop);
+        }
+        return list;
+    });
     d.add("quit", [](Context& ctx, const json&) -> qmp::Result<json> {
         if (ctx.vm) {
             ctx.vm->quit(devices::ShutdownCause::HostQmpQuit, false);

@@ -5,6 +5,7 @@
 #include "daemon/sessions.h"
 #include "daemon/stream.h"
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <sys/stat.h>
@@ -27,11 +28,15 @@ const char* run_state_name(RunState state)
 qmp::Result<std::unique_ptr<Vm>> Vm::create(Daemon& daemon, VmSpec spec)
 {
     std::unique_ptr<Vm> vm(new Vm(daemon, std::move(spec)));
+    if (auto ok = vm->make_backends(); !ok)
+        return std::unexpected(ok.error());
     const devices::MachineClass* mc = devices::find_machine_class(vm->m_spec.machine.type);
     auto machine = mc->create(vm->m_spec.machine, *vm);
     if (!machine)
         return qmp::fail("VM '" + vm->name() + "': " + machine.error());
     vm->m_machine = std::move(*machine);
+    if (vm->m_console_backend)
+        vm->m_console_backend->set_machine(vm->m_machine.get());
     if (auto ok = vm->open_endpoints(); !ok) {
         vm->close();
         return std::unexpected(ok.error());
@@ -42,6 +47,31 @@ qmp::Result<std::unique_ptr<Vm>> Vm::create(Daemon& daemon, VmSpec spec)
 }
 
 Vm::~Vm() { close(); }
+
+qmp::Result<void> Vm::make_backends()
+{
+    // The serial ports' backends; the socket backend serves monitors only so far.
+    for (const std::string& id : m_spec.serials) {
+        auto cd = std::find_if(m_spec.chardevs.begin(), m_spec.chardevs.end(),
+                               [&](const ChardevSpec& c) { return c.id == id; });
+        if (cd->backend == "console") {
+            if (!m_console_backend) {
+                auto backend = std::make_unique<ConsoleBackend>(
+                    m_daemon.loop(), [this](std::string_view bytes) { console_output(bytes); });
+                m_console_backend = backend.get();
+                m_backends.push_back(std::move(backend));
+            }
+            m_spec.machine.serials.push_back(m_console_backend);
+        } else if (cd->backend == "null") {
+            m_backends.push_back(std::make_unique<NullBackend>());
+            m_spec.machine.serials.push_back(m_backends.back().get());
+        } else {
+            return qmp::fail("serial on chardev '" + id + "': backend '" + cd->backend +
+                             "' is not supported for serial ports yet");
+        }
+    }
+    return {};
+}
 
 qmp::Result<void> Vm::open_endpoints()
 {
@@ -119,6 +149,8 @@ void Vm::close()
         l->close();
     m_listeners.clear();
     m_machine.reset();
+    m_console_backend = nullptr;
+    m_backends.clear();
     if (!m_dir.empty())
         rmdir(m_dir.c_str());
 }
@@ -234,9 +266,10 @@ void Vm::fail(const std::string& reason)
 
 void Vm::console_input(std::string_view bytes)
 {
-    // The serial ports arrive with the PC machine; machine 'none' has no
-    // device behind the console, so keys typed there go nowhere, as in QEMU.
-    (void)bytes;
+    // Machine 'none' has no serial port behind the console: keys typed there
+    // go nowhere, as in QEMU.
+    if (m_console_backend)
+        m_console_backend->input(bytes);
 }
 
 void Vm::console_output(std::string_view bytes)
@@ -281,6 +314,20 @@ void Vm::request_reset(ShutdownCause cause)
             return;
         }
         vm->system_reset(cause, true);
+    });
+}
+
+void Vm::request_exit(int status)
+{
+    std::string vm_name = name();
+    Daemon& daemon = m_daemon;
+    daemon.loop().post([&daemon, vm_name, status] {
+        Vm* vm = daemon.find_vm(vm_name);
+        if (!vm || vm->m_quitting)
+            return;
+        log_info("{}: the guest asked to exit with status {}", vm_name, status);
+        vm->m_events.emit("__org.emud_GUEST_EXIT", {{"status", status}});
+        vm->quit(ShutdownCause::GuestShutdown, true);
     });
 }
 

@@ -6,6 +6,7 @@
 // never reaches the daemon or the other VMs.
 #pragma once
 
+#include "daemon/chardev.h"
 #include "daemon/events.h"
 #include "daemon/vm_config.h"
 #include "devices/machine.h"
@@ -65,9 +66,11 @@ public:
     void request_shutdown(devices::ShutdownCause cause) override;
     void request_reset(devices::ShutdownCause cause) override;
     void report_internal_error(const std::string& reason) override;
+    void request_exit(int status) override;
 
 private:
     Vm(Daemon& daemon, VmSpec spec) : m_daemon(daemon), m_spec(std::move(spec)) {}
+    qmp::Result<void> make_backends();
     qmp::Result<void> open_endpoints();
     qmp::Result<void> open_endpoint(const std::string& address, const std::string& protocol, bool pretty,
                                     bool wait);
@@ -76,6 +79,8 @@ private:
 
     Daemon& m_daemon;
     VmSpec m_spec;
+    std::vector<std::unique_ptr<devices::CharBackend>> m_backends; // outlive the machine (see close())
+    ConsoleBackend* m_console_backend = nullptr;
     std::unique_ptr<devices::Machine> m_machine;
     RunState m_state = RunState::Prelaunch;
     std::string m_error;

@@ -272,8 +272,22 @@ qmp::Result<VmSpec> parse_vm_config(const json& config, const kvm::ProbeResult& 
     }
     if (config.value("snapshot", false))
         return qmp::fail("snapshot: temporary disk overlays are not supported yet (no block devices)");
-    for (auto& d : config.value("devices", json::array()))
-        return qmp::fail("device '" + d["driver"].get<std::string>() + "' is not supported yet");
+    for (auto& d : config.value("devices", json::array())) {
+        devices::DeviceConfig device;
+        device.driver = d["driver"].get<std::string>();
+        const devices::DeviceTypeInfo* type = devices::find_device_type(device.driver);
+        if (!type)
+            return qmp::fail("'" + device.driver + "' is not a valid device model name");
+        auto props = props_of(d, "device '" + device.driver + "'");
+        if (!props)
+            return std::unexpected(props.error());
+        device.props = *props;
+        for (auto& [key, value] : device.props)
+            if (key != "id" && std::none_of(type->props.begin(), type->props.end(),
+                                            [&](const devices::DevicePropertyInfo& p) { return p.name == key; }))
+                return qmp::fail("Property '" + device.driver + "." + key + "' not found");
+        spec.machine.devices.push_back(std::move(device));
+    }
     if (config.contains("display")) {
         std::string type = config["display"]["type"].get<std::string>();
         if (type != "none")
@@ -361,6 +375,10 @@ qmp::Result<VmSpec> parse_vm_config(const json& config, const kvm::ProbeResult& 
         if (clock != "host" && clock != "rt" && clock != "vm")
             return qmp::fail("rtc: clock must be host, rt or vm, not '" + clock + "'");
     }
+    spec.machine.rtc_base = rtc.value("base", "utc");
+    spec.machine.rtc_clock = rtc.value("clock", "host");
+    if (spec.machine.rtc_clock == "rt")
+        spec.machine.rtc_clock = "host"; // the host's monotonic clock: as 'host' for the guest's date
     if (rtc.contains("driftfix")) {
         std::string fix = rtc["driftfix"];
         if (fix != "none" && fix != "slew")

@@ -1,6 +1,7 @@
 #include "devices/machine.h"
 
 #include "devices/machines/none.h"
+#include "devices/machines/pc.h"
 
 namespace emu::devices {
 
@@ -37,12 +38,28 @@ const std::vector<MachineClass>& machine_classes()
 {
     static const std::vector<MachineClass> classes = [] {
         std::vector<MachineClass> list;
+        list.push_back(pc_machine_class());
         list.push_back(none_machine_class());
-        // With no other machine yet, 'none' is the default.
-        list.back().is_default = true;
         return list;
     }();
     return classes;
+}
+
+const std::vector<DeviceTypeInfo>& device_types()
+{
+    static const std::vector<DeviceTypeInfo> types = {
+        {"isa-debug-exit", "isa-device", "exits the emulator with (value << 1) | 1 when the guest writes value",
+         {{"iobase", "uint32", "first I/O port", "1281"}, {"iosize", "uint32", "number of I/O ports", "2"}}},
+    };
+    return types;
+}
+
+const DeviceTypeInfo* find_device_type(const std::string& name)
+{
+    for (auto& t : device_types())
+        if (t.name == name)
+            return &t;
+    return nullptr;
 }
 
 const MachineClass* find_machine_class(const std::string& name_or_alias)

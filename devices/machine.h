@@ -30,6 +30,17 @@ public:
     // The machine cannot go on (an emulation failure, a broken invariant in
     // guest-reachable state): the VM stops in 'internal-error'.
     virtual void report_internal_error(const std::string& reason) = 0;
+    // The guest asked the emulator to exit with a status (isa-debug-exit):
+    // the VM ends and whoever started it sees `status`.
+    virtual void request_exit(int status) = 0;
+};
+
+class CharBackend;
+
+// One -device: the driver and its properties ("isa-debug-exit", {iobase: 0xf4}).
+struct DeviceConfig {
+    std::string driver;
+    std::map<std::string, std::string> props;
 };
 
 struct MachineConfig {
@@ -40,6 +51,11 @@ struct MachineConfig {
     int cpus = 1;
     uint64_t ram_size = 128ull << 20;
     std::string kernel, initrd, append;
+    // Serial ports COM1.. in order; nullptr: the port exists, unconnected.
+    std::vector<CharBackend*> serials;
+    CharBackend* debugcon = nullptr; // -debugcon: isa-debugcon at 0xe9
+    std::vector<DeviceConfig> devices;
+    std::string rtc_base = "utc", rtc_clock = "host";
 };
 
 struct CpuInfo {
@@ -61,6 +77,9 @@ public:
     // Presses the ACPI power button (the guest decides what to do).
     virtual void powerdown() = 0;
     virtual std::vector<CpuInfo> cpus() const = 0;
+    // Runs `fn` with the machine's device lock held (chardev input reaching
+    // a device from the daemon's loop).
+    virtual void with_devices(const std::function<void()>& fn) { fn(); }
 };
 
 struct MachineClass {
@@ -74,6 +93,19 @@ struct MachineClass {
     std::string default_cpu_type;
     std::function<std::expected<std::unique_ptr<Machine>, std::string>(const MachineConfig&, MachineHost&)> create;
 };
+
+// A device model -device accepts, with its properties (-device NAME,help).
+struct DevicePropertyInfo {
+    std::string name, type, description, default_value; // default_value empty: none
+};
+struct DeviceTypeInfo {
+    std::string name;
+    std::string parent; // "isa-device", "pci-device"
+    std::string description;
+    std::vector<DevicePropertyInfo> props;
+};
+const std::vector<DeviceTypeInfo>& device_types();
+const DeviceTypeInfo* find_device_type(const std::string& name);
 
 // Every machine type, in the order -machine help lists them.
 const std::vector<MachineClass>& machine_classes();

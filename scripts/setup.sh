@@ -13,10 +13,12 @@ BUILD_PKGS=(
 )
 # Peers and tools the tests talk to: QEMU 7.2 for compatibility checks and
 # benchmarks, systemd-analyze for the unit files, python3 for integration tests,
-# clang and its runtime (libFuzzer, ASan) for the fuzz targets in tests/fuzz.
+# clang and its runtime (libFuzzer, ASan) for the fuzz targets in tests/fuzz,
+# iasl (acpica-tools) to disassemble the ACPI tables in unit.devices_pc.
 TEST_PKGS=(
     python3 qemu-system-x86 qemu-utils systemd procps
     clang libclang-rt-14-dev
+    acpica-tools
 )
 
 want=("${BUILD_PKGS[@]}")

@@ -649,7 +649,7 @@ constexpr FlagSpec k_flags[] = {
     {"cdrom", true, on_cdrom, "block devices"},
     {"snapshot", false, on_bool_flag, "block devices"},
     {"netdev", true, on_netdev, "network backends"},
-    {"device", true, on_device, "-device devices"},
+    {"device", true, on_device, {}},
     {"vnc", true, on_vnc, "VNC server"},
     {"incoming", true, on_incoming, "migration"},
 };

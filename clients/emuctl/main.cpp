@@ -10,6 +10,7 @@
 #include <cstring>
 #include <iostream>
 #include <optional>
+#include <map>
 #include <string>
 #include <sys/socket.h>
 #include <fcntl.h>
@@ -182,9 +183,36 @@ int answer_help(qmp::Client& c, const emuctl::RunOptions& opts)
         return 0;
     }
     if (opts.help_topic == "device") {
-        if (!opts.help_arg.empty())
-            return fail("-device " + opts.help_arg + ",help: device '" + opts.help_arg + "' is not supported yet");
-        printf("emud has no pluggable devices yet (machine 'none' has none).\n");
+        if (!opts.help_arg.empty()) {
+            // As QEMU: "NAME options:" and one property per line.
+            auto props = call(c, "device-list-properties", {{"typename", opts.help_arg}});
+            if (!props)
+                return 1;
+            printf("%s options:\n", opts.help_arg.c_str());
+            for (auto& p : *props) {
+                std::string left = p.value("name", "") + "=<" + p.value("type", "") + ">";
+                std::string text = p.value("description", "");
+                if (p.contains("default-value"))
+                    text += " (default: " + p["default-value"].get<std::string>() + ")";
+                printf("  %-24s - %s\n", left.c_str(), text.c_str());
+            }
+            return 0;
+        }
+        auto types = call(c, "qom-list-types", {{"implements", "device"}});
+        if (!types)
+            return 1;
+        std::map<std::string, std::vector<std::string>> by_bus;
+        for (auto& t : *types) {
+            std::string parent = t.value("parent", "");
+            by_bus[parent == "isa-device" ? "ISA" : parent == "pci-device" ? "PCI" : "Misc"].push_back(
+                t.value("name", ""));
+        }
+        for (auto& [bus, names] : by_bus) {
+            printf("%s devices:\n", bus.c_str());
+            for (auto& n : names)
+                printf("name \"%s\", bus %s\n", n.c_str(), bus == "ISA" ? "ISA" : bus == "PCI" ? "PCI" : "System");
+            printf("\n");
+        }
         return 0;
     }
     return fail("no help for '" + opts.help_topic + "'");

@@ -210,10 +210,12 @@ private:
             if (!msg) {
                 if (msg.error() == "timed out")
                     return -1;
-                return 0; // socket closed: the VM is gone
+                return m_exit_status; // socket closed: the VM is gone
             }
             if (msg->value("event", "") == "SHUTDOWN")
                 m_saw_shutdown = true;
+            if (msg->value("event", "") == "__org.emud_GUEST_EXIT" && msg->contains("data"))
+                m_exit_status = (*msg)["data"].value("status", 0);
         }
     }
 
@@ -369,6 +371,7 @@ private:
     bool m_timestamps = false;
     bool m_line_start = true;
     bool m_saw_shutdown = false;
+    int m_exit_status = 0; // __org.emud_GUEST_EXIT
     std::string m_monitor_line;
 };
 

@@ -349,8 +349,13 @@ void LocalApic::local_deliver(int n)
     if (lvt & kLvtMasked)
         return;
     auto mode = (n == LvtTimer || n == LvtError) ? ApicDelivery::Fixed : ApicDelivery((lvt >> 8) & 7);
-    if (mode == ApicDelivery::ExtInt)
-        return; // LINT0 passthrough: pending() and acknowledge() reach the 8259
+    if (mode == ApicDelivery::ExtInt) {
+        // LINT0 passthrough: pending() and acknowledge() reach the 8259; a
+        // halted vCPU must wake up to look.
+        if (m_bus.hooks().kick)
+            m_bus.hooks().kick(cpu());
+        return;
+    }
     ApicMessage msg;
     msg.mode = mode;
     msg.vector = uint8_t(lvt);
@@ -374,6 +379,8 @@ void LocalApic::set_lint(int pin, bool level)
             if (m_bus.hooks().kick)
                 m_bus.hooks().kick(cpu());
         }
+        if (pin == 0 && level && !old && m_bus.hooks().kick)
+            m_bus.hooks().kick(cpu()); // INTR: the vCPU looks at the 8259
         return;
     }
     uint32_t& lvt = m_state.lvt[size_t(LvtLint0 + pin)];

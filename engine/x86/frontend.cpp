@@ -329,6 +329,7 @@ bool translate_block(CpuEnv& env, TranslatedBlock& out, unsigned max_insns)
             b.emit(Opcode::ExitJump, Arg::imm(rip)); // a new page starts a new block
             break;
         }
+        bool truncated = false; // the next page could not be fetched
         if (got < 15) {
             // The instruction may continue on the next page.
             uint64_t gpa2 = 0;
@@ -337,6 +338,7 @@ bool translate_block(CpuEnv& env, TranslatedBlock& out, unsigned max_insns)
                 out.code_pages.push_back(gpa2 & ~0xfffull);
             else
                 s.pending_vector = -1; // only matters if the instruction really needs those bytes
+            truncated = more == 0;
             got += more;
         }
         ZydisDecodedInstruction insn;
@@ -344,13 +346,21 @@ bool translate_block(CpuEnv& env, TranslatedBlock& out, unsigned max_insns)
         bool decoded = ZYAN_SUCCESS(ZydisDecoderDecodeFull(&decoder, bytes, got, &insn, ops));
         uint8_t length = decoded ? insn.length : 1;
         b.begin_guest(rip, length);
-        if (!decoded) {
-            if (got < 15 && n > 0) {
-                // Possibly truncated by an unmapped next page: retry as its own block.
-                out.ir.guest.pop_back();
+        if (!decoded && truncated) {
+            // The instruction runs into a page that cannot be fetched: that
+            // page's fault (#PF with CR2 on it) is what the CPU raises. As its
+            // own block, first; then the fetch is done again to raise it.
+            out.ir.guest.pop_back();
+            if (n > 0) {
                 b.emit(Opcode::ExitJump, Arg::imm(rip));
                 break;
             }
+            uint64_t gpa2 = 0;
+            uint64_t next = (lin | 0xfff) + 1;
+            env.mmu.fetch((s.hflags & HF_CS64) ? next : next & 0xffffffff, bytes, 1, gpa2);
+            return false;
+        }
+        if (!decoded) {
             V zero = b.konst(6);
             b.emit(Opcode::Call, Arg::imm(uint64_t(Helper::RaiseFault)), Arg::value(zero),
                    Arg::value(b.konst(~0ull)), Arg::value(b.konst(0)));

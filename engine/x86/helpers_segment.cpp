@@ -6,6 +6,8 @@
 #include "engine/x86/interrupts.h"
 #include "engine/x86/task_switch.h"
 
+#include <optional>
+
 namespace emu::x86 {
 
 namespace {
@@ -30,6 +32,7 @@ void mark_accessed(CpuEnv& env, uint16_t selector, uint64_t d)
         return;
     CpuState& s = env.s;
     uint64_t base = (selector & 4) ? s.ldtr.base : s.gdtr.base;
+    Mmu::SupervisorScope system(env.mmu);
     env.mmu.store(base + (selector & ~7u) + 5, 1, ((d >> 40) & 0xff) | 1);
 }
 
@@ -189,6 +192,7 @@ uint64_t call_gate(CpuEnv& env, uint16_t gate_sel, uint64_t gate, bool call, uns
     unsigned params = unsigned(gate >> 32) & 0x1f;
     if (long_mode) {
         uint64_t hi = 0;
+        Mmu::SupervisorScope system(env.mmu);
         if (!env.mmu.load(((gate_sel & 4) ? s.ldtr.base : s.gdtr.base) + (gate_sel & ~7u) + 8, 8, hi))
             return 0;
         if ((hi >> 40) & 0x1f)
@@ -222,6 +226,10 @@ uint64_t call_gate(CpuEnv& env, uint16_t gate_sel, uint64_t gate, bool call, uns
     uint64_t old_ss = s.seg[SS].selector, old_sp = s.regs[RSP];
     if (!conforming && dpl < cpl) {
         // To an inner level: a new stack from the TSS, the old one recorded on it.
+        // The TSS and the new stack are accessed with the inner level's rights;
+        // the parameters come from the caller's stack (checked as the caller).
+        std::optional<Mmu::SupervisorScope> inner;
+        inner.emplace(env.mmu, dpl < 3);
         uint64_t new_sp = 0, new_ss = 0, ssd = 0;
         Segment ss_cache;
         if (long_mode) {
@@ -250,9 +258,11 @@ uint64_t call_gate(CpuEnv& env, uint16_t gate_sel, uint64_t gate, bool call, uns
         // Parameters copied from the caller's stack (legacy gates only).
         uint64_t params_v[32];
         uint64_t old_mask = (s.seg[SS].attr & (1u << 14)) ? 0xffffffffull : 0xffffull;
+        inner.reset();
         for (unsigned i = 0; i < params; i++)
             if (!env.mmu.load((s.seg[SS].base + ((old_sp + i * w) & old_mask)) & 0xffffffff, w, params_v[i]))
                 return 0;
+        inner.emplace(env.mmu, dpl < 3);
         if (!push(old_ss) || !push(old_sp))
             return 0;
         for (unsigned i = params; i-- > 0;)
@@ -444,8 +454,11 @@ uint64_t helper_Iret(CpuEnv& env, uint64_t bytes, uint64_t next_rip, uint64_t)
     if ((s.eflags & NT) && !(s.hflags & HF_LMA)) {
         // Return to the task that called this one (the TSS back link).
         uint64_t link = 0;
-        if (!env.mmu.load(s.tr.base, 2, link))
-            return 0;
+        {
+            Mmu::SupervisorScope system(env.mmu);
+            if (!env.mmu.load(s.tr.base, 2, link))
+                return 0;
+        }
         if (!task_switch(env, uint16_t(link), TaskReason::Iret, next_rip))
             return 0;
         return s.rip;
@@ -694,6 +707,7 @@ uint64_t helper_LoadSystemSegment(CpuEnv& env, uint64_t selector16, uint64_t is_
         env.raise(11, true, selector & ~3u);
         return 0;
     }
+    Mmu::SupervisorScope system(env.mmu);
     if ((s.hflags & HF_LMA) && !env.mmu.load(s.gdtr.base + (selector & ~7u) + 8, 8, hi))
         return 0;
     load_segment_cache(target, selector, d);

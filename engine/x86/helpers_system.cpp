@@ -34,6 +34,7 @@ bool io_allowed(CpuEnv& env, uint16_t port, unsigned bytes)
     if ((type != 9 && type != 11) || s.tr.limit < 0x67)
         return false;
     uint64_t base16 = 0;
+    Mmu::SupervisorScope system(env.mmu);
     if (!env.mmu.load(s.tr.base + 0x66, 2, base16))
         return false;
     uint64_t offset = base16 + port / 8;
@@ -207,7 +208,8 @@ uint64_t helper_Rdmsr(CpuEnv& env, uint64_t, uint64_t, uint64_t)
         return 0;
     CpuState& s = env.s;
     uint64_t value;
-    if (!read_msr(s, uint32_t(s.regs[RCX]), value)) {
+    uint32_t index = uint32_t(s.regs[RCX]);
+    if (!env.bus.msr_read(index, value) && !read_msr(s, index, value)) {
         env.raise(13, true, 0);
         return 0;
     }
@@ -222,7 +224,10 @@ uint64_t helper_Wrmsr(CpuEnv& env, uint64_t, uint64_t, uint64_t)
         return 0;
     CpuState& s = env.s;
     uint64_t value = (s.regs[RDX] << 32) | uint32_t(s.regs[RAX]);
-    if (!write_msr(s, uint32_t(s.regs[RCX]), value)) {
+    uint32_t index = uint32_t(s.regs[RCX]);
+    bool fault = false;
+    bool handled = env.bus.msr_write(index, value, fault);
+    if (fault || (!handled && !write_msr(s, index, value))) {
         env.raise(13, true, 0);
         return 0;
     }

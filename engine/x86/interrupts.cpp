@@ -33,6 +33,7 @@ bool read_descriptor(CpuEnv& env, uint16_t selector, uint64_t& descriptor)
     uint32_t index = selector & ~7u;
     if (index + 7 > limit)
         return false;
+    Mmu::SupervisorScope system(env.mmu);
     return env.mmu.load(base + index, 8, descriptor);
 }
 
@@ -83,9 +84,12 @@ static Delivery deliver_once(CpuEnv& env, int vector, bool has_error, uint32_t e
     if (uint32_t(vector) * gate_size + gate_size - 1 > s.idtr.limit)
         return fail(13, uint32_t(vector) * 8 + 2 + ext);
     uint64_t lo = 0, hi = 0;
-    if (!env.mmu.load(s.idtr.base + uint64_t(vector) * gate_size, 8, lo) ||
-        (long_mode && !env.mmu.load(s.idtr.base + uint64_t(vector) * gate_size + 8, 8, hi)))
-        return fail(s.pending_vector, s.pending_error);
+    {
+        Mmu::SupervisorScope system(env.mmu);
+        if (!env.mmu.load(s.idtr.base + uint64_t(vector) * gate_size, 8, lo) ||
+            (long_mode && !env.mmu.load(s.idtr.base + uint64_t(vector) * gate_size + 8, 8, hi)))
+            return fail(s.pending_vector, s.pending_error);
+    }
     unsigned type = (lo >> 40) & 0xf;
     unsigned gate_dpl = (lo >> 45) & 3;
     bool present = lo & (1ull << 47);
@@ -136,6 +140,8 @@ static Delivery deliver_once(CpuEnv& env, int vector, bool has_error, uint32_t e
         privilege_change = true;
     }
 
+    // The TSS and the handler's stack are accessed at the handler's privilege.
+    Mmu::SupervisorScope inner(env.mmu, new_cpl < 3);
     uint64_t old_flags = read_eflags(s);
     uint64_t old_ss = s.seg[SS].selector, old_sp = s.regs[RSP], old_cs = s.seg[CS].selector, old_ip = s.rip;
     uint64_t sp, ss_base = 0, sp_mask = ~0ull;
@@ -247,7 +253,10 @@ Delivery deliver_interrupt(CpuEnv& env, int vector, bool has_error, uint32_t err
         if (deliver_once(env, 8, true, 0, false, false, nested) == Delivery::Ok)
             return Delivery::Ok;
     }
-    log_warn("x86: triple fault (vector {} could not be delivered)", vector);
+    log_warn("x86: triple fault (vector {} could not be delivered: exception {} error {:#x} while delivering; "
+             "cr2 {:#x} cr3 {:#x} idt {:#x}/{:#x} tr {:#x}/{:#x} rsp {:#x})",
+             vector, nested.vector, nested.error, s.cr2, s.cr3, s.idtr.base, s.idtr.limit, s.tr.base, s.tr.limit,
+             s.regs[RSP]);
     return Delivery::TripleFault;
 }
 

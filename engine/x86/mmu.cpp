@@ -243,7 +243,7 @@ bool Mmu::walk(uint64_t va, Access access, bool user, uint64_t& gpa, bool& writa
 
 bool Mmu::access_page(uint64_t va, Access access, uint64_t& gpa, bool probe)
 {
-    bool user = (m_s.hflags & HF_CPL_MASK) == 3;
+    bool user = (m_s.hflags & HF_CPL_MASK) == 3 && !m_supervisor;
     bool writable = false, executable = false;
     if (!walk(va, access, user, gpa, writable, executable, probe))
         return false;

@@ -65,6 +65,25 @@ public:
     void flush_nonglobal() { flush(); }
 
     PhysBus& bus() { return m_bus; }
+
+    // Implicit supervisor accesses: the descriptor tables, the TSS and the
+    // inner stack of a privilege change are accessed with supervisor rights
+    // whatever the CPL (a user-mode interrupt reads the IDT and pushes onto
+    // the kernel stack). While a scope is alive, loads and stores use them.
+    class SupervisorScope {
+    public:
+        explicit SupervisorScope(Mmu& mmu, bool active = true) : m_mmu(mmu), m_old(mmu.m_supervisor)
+        {
+            mmu.m_supervisor = m_old || active;
+        }
+        ~SupervisorScope() { m_mmu.m_supervisor = m_old; }
+        SupervisorScope(const SupervisorScope&) = delete;
+        SupervisorScope& operator=(const SupervisorScope&) = delete;
+
+    private:
+        Mmu& m_mmu;
+        bool m_old;
+    };
     // Bumped by every flush: caches keyed by virtual address drop their entries.
     uint64_t flush_count() const { return m_flush_count; }
 
@@ -81,6 +100,8 @@ private:
 
     unsigned view() const
     {
+        if (m_supervisor)
+            return 1;
         if ((m_s.hflags & HF_CPL_MASK) == 3)
             return 0;
         return ((m_s.cr4 & CR4_SMAP) && !(m_s.eflags & AC)) ? 2 : 1;
@@ -96,6 +117,7 @@ private:
     PhysBus& m_bus;
     Entry m_tlb[k_views][k_entries];
     uint64_t m_flush_count = 0;
+    bool m_supervisor = false; // a SupervisorScope is alive
 };
 
 } // namespace emu::x86

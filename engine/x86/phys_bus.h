@@ -23,6 +23,11 @@ public:
     virtual void code_written(uint64_t gpa, unsigned size) {}
     // Every RAM write through the slow path (dirty tracking).
     virtual void ram_written(uint64_t gpa, unsigned size) {}
+    // MSRs the machine owns (the local APIC's base and timer): true if the
+    // machine handled the access, false to let the CPU state decide. A
+    // handled write the machine refuses sets 'fault' (the CPU raises #GP).
+    virtual bool msr_read(uint32_t index, uint64_t& value) { return false; }
+    virtual bool msr_write(uint32_t index, uint64_t value, bool& fault) { return false; }
 };
 
 } // namespace emu::x86

@@ -7,6 +7,8 @@
 #include "engine/x86/flags.h"
 #include "engine/x86/interrupts.h"
 
+#include <optional>
+
 namespace emu::x86 {
 
 namespace {
@@ -32,6 +34,10 @@ bool task_switch(CpuEnv& env, uint16_t selector, TaskReason reason, uint64_t nex
                  uint32_t error)
 {
     CpuState& s = env.s;
+    // The descriptors and both TSSs are system accesses; the error code below
+    // goes to the new task's stack with its own rights.
+    std::optional<Mmu::SupervisorScope> system;
+    system.emplace(env.mmu);
     if (s.hflags & HF_LMA) {
         env.raise(13, true, selector & ~3u);
         return false;
@@ -150,6 +156,7 @@ bool task_switch(CpuEnv& env, uint16_t selector, TaskReason reason, uint64_t nex
     update_hflags(s);
     env.mmu.flush();
     env.mode_changed = true;
+    system.reset();
     if (has_error) {
         // An exception's error code goes on the new task's stack.
         uint64_t mask = (s.seg[SS].attr & (1u << 14)) ? 0xffffffffull : 0xffffull;

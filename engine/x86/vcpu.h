@@ -93,6 +93,11 @@ private:
     bool page_has_code(uint64_t page) override { return m_code->has_code(page); }
     void code_written(uint64_t gpa, unsigned size) override;
     void ram_written(uint64_t gpa, unsigned size) override { m_bus.ram_written(gpa, size); }
+    bool msr_read(uint32_t index, uint64_t& value) override { return m_bus.msr_read(index, value); }
+    bool msr_write(uint32_t index, uint64_t value, bool& fault) override
+    {
+        return m_bus.msr_write(index, value, fault);
+    }
 
     PhysBus& m_bus;
     std::unique_ptr<CodeTracker> m_own_code;

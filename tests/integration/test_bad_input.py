@@ -42,7 +42,7 @@ class Malformed(EmudTestCase):
              "Invalid parameter type for 'enable', expected: array"),
             ('{"execute": "qmp_capabilities", "arguments": {"enable": []}}', "CommandNotFound", "already"),
         ]
-        self.emud.create_vm({"name": "v"})
+        self.emud.create_vm({"machine": {"type": "none"}, "name": "v"})
         with Qmp(self.emud.vm_socket("v")) as q:
             for text, cls, desc in cases:
                 q.send_raw(text + "\n")
@@ -105,7 +105,7 @@ class Misbehaving(EmudTestCase):
         stalled.close()
 
     def test_client_vanishes_mid_command(self):
-        self.emud.create_vm({"name": "v"})
+        self.emud.create_vm({"machine": {"type": "none"}, "name": "v"})
         for _ in range(50):
             s = connect(self.emud.vm_socket("v"))
             s.sendall(b'{"execute":"qmp_capabilities"}{"execute":"query-qmp-schema"}{"execute":"stop"}'
@@ -116,7 +116,7 @@ class Misbehaving(EmudTestCase):
             self.assertIn(q.ok("query-status")["status"], ("running", "paused"))
 
     def test_client_that_never_reads(self):
-        self.emud.create_vm({"name": "v"})
+        self.emud.create_vm({"machine": {"type": "none"}, "name": "v"})
         s = connect(self.emud.vm_socket("v"))
         s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
         s.sendall(b'{"execute":"qmp_capabilities"}')
@@ -137,7 +137,7 @@ class Misbehaving(EmudTestCase):
 class Concurrency(EmudTestCase):
     def test_1000_concurrent_connections_and_no_leaks(self):
         raise_fd_limit(4096)
-        self.emud.create_vm({"name": "v"})
+        self.emud.create_vm({"machine": {"type": "none"}, "name": "v"})
         # Warm up allocator pools, then measure.
         with Qmp(self.emud.vm_socket("v")) as q:
             q.ok("query-qmp-schema")
@@ -171,12 +171,12 @@ class Concurrency(EmudTestCase):
 
     def test_vm_churn_leaks_nothing(self):
         with self.emud.qmp() as d:
-            d.ok("__org.emud_vm-create", {"config": {"name": "warm"}})
+            d.ok("__org.emud_vm-create", {"config": {"machine": {"type": "none"}, "name": "warm"}})
             d.ok("__org.emud_vm-destroy", {"name": "warm"})
             fds = self.emud.settled_fd_count()
             rss = self.emud.rss_kib()
             for i in range(200):
-                d.ok("__org.emud_vm-create", {"config": {"name": "c%d" % i}})
+                d.ok("__org.emud_vm-create", {"config": {"machine": {"type": "none"}, "name": "c%d" % i}})
                 with Qmp(self.emud.vm_socket("c%d" % i)) as q:
                     q.ok("stop")
                 d.ok("__org.emud_vm-destroy", {"name": "c%d" % i})

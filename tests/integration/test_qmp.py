@@ -74,14 +74,14 @@ class DaemonTcp(EmudTestCase):
             time.sleep(0.05)
         self.assertTrue(addrs, self.emud.log_text())
         with Qmp(addrs[0]) as q:
-            vm = q.ok("__org.emud_vm-create", {"config": {"name": "tcpvm"}})
+            vm = q.ok("__org.emud_vm-create", {"config": {"machine": {"type": "none"}, "name": "tcpvm"}})
             self.assertEqual(vm["name"], "tcpvm")
             self.assertEqual([v["name"] for v in q.ok("__org.emud_vm-list")], ["tcpvm"])
 
 
 class Introspection(EmudTestCase):
     def test_commands_events_and_schema_agree(self):
-        self.emud.create_vm({"name": "a"})
+        self.emud.create_vm({"machine": {"type": "none"}, "name": "a"})
         for address in [self.emud.socket, self.emud.vm_socket("a")]:
             with Qmp(address) as q:
                 commands = {c["name"] for c in q.ok("query-commands")}
@@ -121,7 +121,7 @@ class Introspection(EmudTestCase):
 
 class VmCommands(EmudTestCase):
     def test_queries(self):
-        self.emud.create_vm({"name": "alpha", "uuid": "12345678-1234-1234-1234-123456789abc",
+        self.emud.create_vm({"machine": {"type": "none"}, "name": "alpha", "uuid": "12345678-1234-1234-1234-123456789abc",
                              "machine": {"type": "none"}, "memory": {"size": 64 << 20}})
         with Qmp(self.emud.vm_socket("alpha")) as q:
             self.assertEqual(q.ok("query-name"), {"name": "alpha"})
@@ -141,7 +141,7 @@ class VmCommands(EmudTestCase):
             self.assertEqual(none[0]["cpu-max"], 1)
 
     def test_stop_cont_events(self):
-        self.emud.create_vm({"name": "b"})
+        self.emud.create_vm({"machine": {"type": "none"}, "name": "b"})
         q1 = Qmp(self.emud.vm_socket("b"))
         q2 = Qmp(self.emud.vm_socket("b"))
         self.assertEqual(q1.ok("stop"), {})
@@ -162,7 +162,7 @@ class VmCommands(EmudTestCase):
         q2.close()
 
     def test_reset_and_powerdown_events(self):
-        self.emud.create_vm({"name": "c"})
+        self.emud.create_vm({"machine": {"type": "none"}, "name": "c"})
         with Qmp(self.emud.vm_socket("c")) as q:
             self.assertEqual(q.ok("system_reset"), {})
             ev = q.event("RESET")
@@ -173,7 +173,7 @@ class VmCommands(EmudTestCase):
             self.assertEqual(q.ok("query-status")["status"], "running")
 
     def test_start_paused_is_prelaunch(self):
-        self.emud.create_vm({"name": "p", "start-paused": True})
+        self.emud.create_vm({"machine": {"type": "none"}, "name": "p", "start-paused": True})
         with Qmp(self.emud.vm_socket("p")) as q:
             self.assertEqual(q.ok("query-status"), {"running": False, "singlestep": False, "status": "prelaunch"})
             self.assertEqual(q.ok("cont"), {})
@@ -181,8 +181,8 @@ class VmCommands(EmudTestCase):
             self.assertEqual(q.ok("query-status")["status"], "running")
 
     def test_quit_ends_only_that_vm(self):
-        self.emud.create_vm({"name": "q1"})
-        self.emud.create_vm({"name": "q2"})
+        self.emud.create_vm({"machine": {"type": "none"}, "name": "q1"})
+        self.emud.create_vm({"machine": {"type": "none"}, "name": "q2"})
         d = self.emud.qmp()
         q = Qmp(self.emud.vm_socket("q1"))
         self.assertEqual(q.cmd("quit", id="bye"), {"return": {}, "id": "bye"})
@@ -200,8 +200,8 @@ class VmCommands(EmudTestCase):
         d.close()
 
     def test_internal_error_is_contained(self):
-        self.emud.create_vm({"name": "bad"})
-        self.emud.create_vm({"name": "good"})
+        self.emud.create_vm({"machine": {"type": "none"}, "name": "bad"})
+        self.emud.create_vm({"machine": {"type": "none"}, "name": "good"})
         with Qmp(self.emud.vm_socket("bad")) as q:
             q.ok("__org.emud_inject-internal-error", {"reason": "test fault"})
             q.event("STOP")
@@ -224,16 +224,16 @@ class VmCommands(EmudTestCase):
 class DaemonCommands(EmudTestCase):
     def test_create_list_destroy(self):
         with self.emud.qmp() as d:
-            vm = d.ok("__org.emud_vm-create", {"config": {"name": "x1"}, "start": False})
+            vm = d.ok("__org.emud_vm-create", {"config": {"machine": {"type": "none"}, "name": "x1"}, "start": False})
             self.assertEqual(vm["status"], "prelaunch")
             protos = {e["protocol"]: e["address"] for e in vm["endpoints"]}
             self.assertEqual(protos["qmp"], "unix:" + self.emud.vm_socket("x1"))
             self.assertTrue(os.path.exists(self.emud.vm_socket("x1", "hmp")))
             d.event("__org.emud_VM_CREATED")
-            auto = d.ok("__org.emud_vm-create", {"config": {}})
+            auto = d.ok("__org.emud_vm-create", {"config": {"machine": {"type": "none"}}})
             self.assertTrue(auto["name"].startswith("vm"))
             self.assertEqual(len(d.ok("__org.emud_vm-list")), 2)
-            r = d.cmd("__org.emud_vm-create", {"config": {"name": "x1"}})
+            r = d.cmd("__org.emud_vm-create", {"config": {"machine": {"type": "none"}, "name": "x1"}})
             self.assertIn("already exists", r["error"]["desc"])
             self.assertEqual(d.ok("__org.emud_vm-get-config", {"name": "x1"})["name"], "x1")
             self.assertEqual(d.ok("__org.emud_vm-execute", {"name": "x1", "execute": "query-status"})["status"],
@@ -255,7 +255,8 @@ class DaemonCommands(EmudTestCase):
             ({"uuid": "xyz"}, "uuid"),
             ({"machine": {"type": "nosuch"}}, "nosuch"),
             ({"machine": {"type": "none", "props": {"foo": "bar"}}}, "foo"),
-            ({"smp": {"cpus": 4}}, "max CPUs"),
+            ({"machine": {"type": "none"}, "smp": {"cpus": 4}}, "max CPUs"),
+            ({"smp": {"cpus": 256}}, "max CPUs"),
             ({"memory": {"size": 100}}, "memory"),
             ({"accel": [{"type": "hax"}]}, "hax"),
             ({"cpu": {"model": "pentium9"}}, "pentium9"),
@@ -285,6 +286,7 @@ class DaemonCommands(EmudTestCase):
         qmp_path = os.path.join(self.emud.dir, "extra-qmp.sock")
         hmp_path = os.path.join(self.emud.dir, "extra-hmp.sock")
         self.emud.create_vm({
+            "machine": {"type": "none"},
             "name": "mon",
             "chardevs": [
                 {"id": "q", "backend": "socket", "props": {"path": qmp_path, "server": "on", "wait": "off"}},
@@ -310,6 +312,7 @@ class DaemonCommands(EmudTestCase):
     def test_wait_server_holds_start_until_client(self):
         qmp_path = os.path.join(self.emud.dir, "wait-qmp.sock")
         self.emud.create_vm({
+            "machine": {"type": "none"},
             "name": "w",
             "chardevs": [{"id": "q", "backend": "socket", "props": {"path": qmp_path, "server": "on"}}],
             "monitors": [{"chardev": "q", "mode": "control"}],
@@ -323,7 +326,7 @@ class DaemonCommands(EmudTestCase):
             self.assertEqual(q.ok("query-status")["status"], "running")
 
     def test_daemon_quit(self):
-        self.emud.create_vm({"name": "z"})
+        self.emud.create_vm({"machine": {"type": "none"}, "name": "z"})
         vmq = Qmp(self.emud.vm_socket("z"))
         with self.emud.qmp() as d:
             self.assertEqual(d.ok("quit"), {})
@@ -361,7 +364,7 @@ class Hmp(EmudTestCase):
         return data[:-len(b"(qemu) ")].decode()
 
     def test_info_and_actions(self):
-        self.emud.create_vm({"name": "h", "uuid": "12345678-1234-1234-1234-123456789abc"})
+        self.emud.create_vm({"machine": {"type": "none"}, "name": "h", "uuid": "12345678-1234-1234-1234-123456789abc"})
         s = self.hmp("h")
         self.assertEqual(self.run_hmp(s, "info status"), "VM status: running\r\n")
         self.assertEqual(self.run_hmp(s, "info name"), "h\r\n")
@@ -392,7 +395,7 @@ class Hmp(EmudTestCase):
             self.assertEqual(d.ok("__org.emud_vm-list"), [])
 
     def test_human_monitor_command_over_qmp(self):
-        self.emud.create_vm({"name": "hq", "start-paused": True})
+        self.emud.create_vm({"machine": {"type": "none"}, "name": "hq", "start-paused": True})
         with Qmp(self.emud.vm_socket("hq")) as q:
             self.assertEqual(q.ok("human-monitor-command", {"command-line": "info status"}),
                              "VM status: paused (prelaunch)\r\n")

@@ -698,7 +698,6 @@ TEST_CASE("unsupported flags are parsed, then refused naming the flag")
         {{"-snapshot"}, "-snapshot: not supported yet (block devices)"},
         {{"--snapshot"}, "-snapshot: not supported yet (block devices)"},
         {{"-netdev", "user,id=n0"}, "-netdev: not supported yet (network backends)"},
-        {{"-device", "e1000"}, "-device: not supported yet (-device devices)"},
         {{"-vnc", ":1"}, "-vnc: not supported yet (VNC server)"},
         {{"-incoming", "defer"}, "-incoming: not supported yet (migration)"},
         {{"disk.img"}, "-hda: not supported yet (block devices)"}, // a bare argument is -hda

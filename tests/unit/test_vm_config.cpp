@@ -29,7 +29,7 @@ TEST_CASE("defaults")
     CHECK(spec->name == "vm0");
     CHECK(spec->config["name"] == "vm0");
     CHECK(spec->uuid == "00000000-0000-0000-0000-000000000000");
-    CHECK(spec->machine.type == "none");
+    CHECK(spec->machine.type == "pc-i440fx-2.10");
     CHECK(spec->machine.accel == "tcg");
     CHECK(spec->machine.cpus == 1);
     CHECK(spec->machine.ram_size == 128ull << 20);
@@ -65,7 +65,9 @@ TEST_CASE("accelerator choice and fallback")
 
 TEST_CASE("topology and memory limits")
 {
-    CHECK(error_of(json({{"smp", {{"cpus", 2}}}})) == "Invalid SMP CPUs 2. The max CPUs supported by machine 'none' is 1");
+    CHECK(error_of(json({{"machine", {{"type", "none"}}}, {"smp", {{"cpus", 2}}}})) ==
+          "Invalid SMP CPUs 2. The max CPUs supported by machine 'none' is 1");
+    CHECK(error_of(json({{"smp", {{"cpus", 256}}}})) == "Invalid SMP CPUs 256. The max CPUs supported by machine 'pc-i440fx-2.10' is 255");
     CHECK(error_of(json({{"smp", {{"cpus", 0}}}})) == "smp: cpus must be at least 1");
     CHECK(error_of(json({{"smp", {{"cpus", 1}, {"maxcpus", 0}}}})).find("maxcpus") != std::string::npos);
     CHECK(error_of(json({{"memory", {{"size", 1000}}}})).find("below the minimum") != std::string::npos);
@@ -112,7 +114,10 @@ TEST_CASE("sections without a subsystem yet are refused by name")
     CHECK(err(R"({"drives": [{"file": "/x.img"}]})") == "drives: block devices are not supported yet");
     CHECK(err(R"({"netdevs": [{"type": "user"}]})") == "netdevs: network backends are not supported yet");
     CHECK(err(R"({"vnc": {"display": ":1"}})") == "vnc: the VNC server is not supported yet");
-    CHECK(err(R"({"devices": [{"driver": "e1000"}]})") == "device 'e1000' is not supported yet");
+    CHECK(err(R"({"devices": [{"driver": "e1000"}]})") == "'e1000' is not a valid device model name");
+    CHECK(err(R"({"devices": [{"driver": "isa-debug-exit", "props": {"size": 4}}]})") ==
+          "Property 'isa-debug-exit.size' not found");
+    CHECK(err(R"({"devices": [{"driver": "isa-debug-exit", "props": {"iobase": "0xf4", "iosize": 4}}]})") == "");
     CHECK(err(R"({"drives": []})") == "");
     // The kernel is the machine's business (machine 'none' refuses it when created).
     CHECK(err(R"({"kernel": "/vmlinuz"})") == "");

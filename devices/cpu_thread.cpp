@@ -1,0 +1,123 @@
+#include "devices/cpu_thread.h"
+
+#include <pthread.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+namespace emu::devices {
+
+CpuThread::CpuThread(std::string name, VcpuBackend& backend, Hooks hooks)
+    : m_name(std::move(name)), m_backend(backend), m_hooks(std::move(hooks))
+{
+    std::unique_lock lock(m_lock);
+    m_thread = std::thread([this] { main(); });
+    // The thread id is reported by query-cpus-fast from the start.
+    m_parked_cv.wait(lock, [this] { return m_tid != 0; });
+}
+
+CpuThread::~CpuThread()
+{
+    {
+        std::lock_guard lock(m_lock);
+        m_stop = true;
+        m_run = false;
+    }
+    m_backend.kick();
+    m_cv.notify_all();
+    m_thread.join();
+}
+
+void CpuThread::resume()
+{
+    std::lock_guard lock(m_lock);
+    m_run = true;
+    m_self_parked = false;
+    m_cv.notify_all();
+}
+
+void CpuThread::pause()
+{
+    std::unique_lock lock(m_lock);
+    m_run = false;
+    m_backend.kick();
+    m_cv.notify_all();
+    m_parked_cv.wait(lock, [this] { return m_parked; });
+}
+
+void CpuThread::wake()
+{
+    {
+        std::lock_guard lock(m_lock);
+        m_wake = true;
+        if (m_sleeping)
+            m_cv.notify_all();
+    }
+    m_backend.kick();
+}
+
+void CpuThread::park()
+{
+    std::lock_guard lock(m_lock);
+    m_self_parked = true;
+}
+
+bool CpuThread::halted() const
+{
+    std::lock_guard lock(m_lock);
+    return m_sleeping;
+}
+
+void CpuThread::main()
+{
+    {
+        std::string short_name = m_name.substr(0, 15);
+        pthread_setname_np(pthread_self(), short_name.c_str());
+        std::lock_guard lock(m_lock);
+        m_tid = int64_t(syscall(SYS_gettid));
+        m_parked_cv.notify_all();
+    }
+    for (;;) {
+        {
+            std::unique_lock lock(m_lock);
+            if (!m_run || m_self_parked) {
+                m_parked = true;
+                m_parked_cv.notify_all();
+                m_cv.wait(lock, [this] { return m_stop || (m_run && !m_self_parked); });
+                if (m_stop)
+                    return;
+                m_parked = false;
+            }
+        }
+        if (m_hooks.prepare && !m_hooks.prepare()) {
+            std::unique_lock lock(m_lock);
+            m_sleeping = true;
+            m_cv.wait(lock, [this] { return m_wake || !m_run || m_stop; });
+            m_sleeping = false;
+            m_wake = false;
+            continue;
+        }
+        VcpuExit exit = m_backend.run();
+        switch (exit) {
+        case VcpuExit::Halted: {
+            std::unique_lock lock(m_lock);
+            m_sleeping = true;
+            m_cv.wait(lock, [this] { return m_wake || !m_run || m_stop; });
+            m_sleeping = false;
+            m_wake = false;
+            break;
+        }
+        case VcpuExit::Kicked:
+        case VcpuExit::Budget: {
+            std::lock_guard lock(m_lock);
+            m_wake = false;
+            break;
+        }
+        default:
+            if (m_hooks.on_exit)
+                m_hooks.on_exit(exit);
+            break;
+        }
+    }
+}
+
+} // namespace emu::devices

@@ -30,8 +30,9 @@ set -euo pipefail
 OUTDIR=${1:?usage: make-guest.sh OUTDIR}
 HERE=$(cd "$(dirname "$0")" && pwd)
 GUEST_SRC=$HERE/guest
-# Modules the kit's later devices need; their dependencies are added (see below).
-WANTED_MODULES=(virtio virtio_ring virtio_pci virtio_blk)
+# Modules the kit's devices need; their dependencies are added (see below).
+# button + evdev: the ACPI power button reaches acpid (system_powerdown).
+WANTED_MODULES=(virtio virtio_ring virtio_pci virtio_blk button evdev)
 
 say() { echo "make-guest: $*"; }
 die() { echo "make-guest: $*" >&2; exit 1; }
@@ -91,7 +92,7 @@ KVER=$(apt-cache show --no-all-versions "$KPKG" 2>/dev/null | sed -n 's/^Version
 [ -n "$KVER" ] || die "no candidate version for $KPKG"
 KREL=${KPKG#linux-image-}
 
-kit_hash=$(cat "$0" "$GUEST_SRC/init" "$GUEST_SRC/emubench.c" | sha256sum | cut -c1-16)
+kit_hash=$(cat "$0" "$GUEST_SRC/init" "$GUEST_SRC/power-button" "$GUEST_SRC/emubench.c" | sha256sum | cut -c1-16)
 STAMP="kernel_package=$KPKG $KVER
 kernel_meta=linux-image-amd64 $MVER
 kernel_release=$KREL
@@ -190,6 +191,9 @@ cp "$BUSYBOX" "$R/bin/busybox"
     [ -e "$R/$applet" ] || [ -L "$R/$applet" ] || ln -s /bin/busybox "$R/$applet"
 done
 install -m 755 "$GUEST_SRC/init" "$R/init"
+# busybox acpid runs /etc/acpi/PWRF/* when the power button is pressed.
+mkdir -p "$R/etc/acpi/PWRF"
+install -m 755 "$GUEST_SRC/power-button" "$R/etc/acpi/PWRF/00000080"
 cp "$NEW/emubench" "$R/bin/emubench"
 # The kernel opens /dev/console for init before devtmpfs is mounted.
 mknod -m 600 "$R/dev/console" c 5 1

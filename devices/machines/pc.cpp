@@ -31,6 +31,7 @@
 #include "devices/timer/hpet.h"
 #include "devices/timer/i8254.h"
 #include "engine/clock.h"
+#include "engine/kvm/kvm.h"
 #include "engine/memory/address_space.h"
 #include "engine/x86/code_tracker.h"
 #include "engine/x86/cpuid.h"
@@ -69,8 +70,28 @@ public:
 
     int index() const { return m_index; }
     LocalApic& apic() { return *m_apic; }
-    VcpuBackend& backend() { return *m_vcpu; }
+    VcpuBackend& backend() { return m_kvm ? static_cast<VcpuBackend&>(*m_kvm) : *m_vcpu; }
     x86::Vcpu& engine() { return *m_vcpu; }
+    bool is_kvm() const { return m_kvm != nullptr; }
+    const std::string& error() const { return m_error; }
+    x86::CpuState get_state()
+    {
+        if (!m_kvm)
+            return m_vcpu->state();
+        x86::CpuState s;
+        if (auto r = m_kvm->get_state(s); !r)
+            log_error("{}", r.error().message);
+        return s;
+    }
+    void set_state(const x86::CpuState& s)
+    {
+        if (!m_kvm) {
+            m_vcpu->state() = s;
+            return;
+        }
+        if (auto r = m_kvm->set_state(s); !r)
+            log_error("{}", r.error().message);
+    }
     CpuThread& thread() { return *m_thread; }
 
     void start_thread();
@@ -107,6 +128,8 @@ private:
     int m_index;
     std::unique_ptr<LocalApic> m_apic;
     std::unique_ptr<x86::Vcpu> m_vcpu;
+    std::unique_ptr<kvm::KvmVcpu> m_kvm; // accel kvm: runs the vCPU; m_vcpu stays idle
+    std::string m_error;                 // why the vCPU could not be created
     std::unique_ptr<CpuThread> m_thread;
     std::atomic<bool> m_init_request{false};
     std::atomic<int> m_sipi_vector{-1};
@@ -152,6 +175,7 @@ private:
     MachineConfig m_config;
     MachineHost& m_host;
     const x86::CpuModel* m_model = nullptr;
+    std::unique_ptr<kvm::KvmVm> m_kvm_vm;
 
     std::mutex m_dev; // the device lock
     HostClock m_clock;
@@ -211,6 +235,16 @@ PcCpu::PcCpu(PcMachine& machine, int index) : m_machine(machine), m_index(index)
     m_vcpu = std::make_unique<x86::Vcpu>(*this, *machine.m_model, unsigned(index), unsigned(machine.m_config.cpus),
                                          &machine.m_code);
     m_vcpu->set_interrupt_source(this);
+    if (machine.m_kvm_vm) {
+        auto k = kvm::KvmVcpu::create(*machine.m_kvm_vm, *this, *machine.m_model, unsigned(index),
+                                      unsigned(machine.m_config.cpus));
+        if (!k) {
+            m_error = k.error().message; // build_cpus() reports it
+            return;
+        }
+        m_kvm = std::move(*k);
+        m_kvm->set_interrupt_source(this);
+    }
 }
 
 PcCpu::~PcCpu() { m_thread.reset(); }
@@ -221,16 +255,16 @@ void PcCpu::start_thread()
     hooks.prepare = [this] { return prepare(); };
     hooks.on_exit = [this](VcpuExit exit) {
         if (exit == VcpuExit::TripleFault) {
-            const x86::CpuState& s = m_vcpu->state();
+            const x86::CpuState s = get_state();
             log_warn("cpu {}: triple fault at {:04x}:{:x}", m_index, s.seg[x86::CS].selector, s.rip);
             m_thread->park();
             m_machine.m_host.request_reset(ShutdownCause::GuestReset);
         } else if (exit == VcpuExit::InternalError) {
             m_thread->park();
-            m_machine.m_host.report_internal_error(m_vcpu->error());
+            m_machine.m_host.report_internal_error(backend().error());
         }
     };
-    m_thread = std::make_unique<CpuThread>("CPU " + std::to_string(m_index) + "/TCG", *m_vcpu, std::move(hooks));
+    m_thread = std::make_unique<CpuThread>("CPU " + std::to_string(m_index) + (m_kvm ? "/KVM" : "/TCG"), backend(), std::move(hooks));
 }
 
 void PcCpu::request_init()
@@ -251,7 +285,7 @@ void PcCpu::reset(bool wait_for_sipi)
 {
     m_init_request.store(false);
     m_sipi_vector.store(-1);
-    m_vcpu->reset();
+    backend().reset();
     m_vcpu->flush_code();
     m_wait_sipi = wait_for_sipi;
 }
@@ -261,7 +295,7 @@ bool PcCpu::prepare()
     if (m_init_request.exchange(false, std::memory_order_acq_rel)) {
         // INIT: the registers as after RESET, then wait for a start-up IPI
         // (the local APIC did its own INIT when it received the message).
-        m_vcpu->reset();
+        backend().reset();
         m_sipi_vector.store(-1);
         m_wait_sipi = true;
     }
@@ -270,11 +304,12 @@ bool PcCpu::prepare()
     int vector = m_sipi_vector.exchange(-1, std::memory_order_acq_rel);
     if (vector < 0)
         return false;
-    x86::CpuState& s = m_vcpu->state();
+    x86::CpuState s = get_state();
     s.seg[x86::CS].selector = uint16_t(vector << 8);
     s.seg[x86::CS].base = uint64_t(vector) << 12;
     s.rip = 0;
     x86::update_hflags(s);
+    set_state(s);
     m_wait_sipi = false;
     return true;
 }
@@ -360,7 +395,7 @@ Expected<void> PcMachine::build()
 {
     if (!m_config.props.empty())
         return std::unexpected("Property 'pc-i440fx-2.10-machine." + m_config.props.begin()->first + "' not found");
-    if (m_config.accel != "tcg")
+    if (m_config.accel != "tcg" && m_config.accel != "kvm")
         return std::unexpected("machine 'pc': accelerator '" + m_config.accel + "' is not wired into this machine yet");
     if (m_config.cpus < 1 || m_config.cpus > kMaxCpus)
         return std::unexpected("Invalid SMP CPUs " + std::to_string(m_config.cpus) +
@@ -375,6 +410,12 @@ Expected<void> PcMachine::build()
     mem::TopologyBatch batch;
     if (auto ok = build_memory(); !ok)
         return ok;
+    if (m_config.accel == "kvm") {
+        auto vm = kvm::KvmVm::create();
+        if (!vm)
+            return std::unexpected(vm.error().message);
+        m_kvm_vm = std::move(*vm);
+    }
     if (auto ok = build_devices(); !ok)
         return ok;
     if (auto ok = build_pci(); !ok)
@@ -660,6 +701,10 @@ Expected<void> PcMachine::build_firmware_tables()
 
 Expected<void> PcMachine::build_cpus()
 {
+    if (m_kvm_vm) {
+        if (auto ok = m_kvm_vm->attach_memory(*m_memory); !ok)
+            return std::unexpected(ok.error().message);
+    }
     m_lapic_bus.set_hooks({
         .kick = [this](int cpu) { m_cpus[size_t(cpu)]->thread().wake(); },
         .nmi =
@@ -672,8 +717,11 @@ Expected<void> PcMachine::build_cpus()
     });
     // Each local APIC is reached through its own vCPU's bus (PcCpu), not
     // through the shared memory map.
-    for (int i = 0; i < m_config.cpus; i++)
+    for (int i = 0; i < m_config.cpus; i++) {
         m_cpus.push_back(std::make_unique<PcCpu>(*this, i));
+        if (!m_cpus.back()->error().empty())
+            return std::unexpected(m_cpus.back()->error());
+    }
     // The 8259 reaches the boot processor through LINT0 (virtual wire mode).
     LocalApic& bsp = m_cpus[0]->apic();
     bsp.set_extint_source(m_pic.get());
@@ -801,7 +849,11 @@ void PcMachine::reset_locked()
             done += n;
         }
     }
-    load_boot_state(m_cpus[0]->engine().state());
+    {
+        x86::CpuState s = m_cpus[0]->get_state();
+        load_boot_state(s);
+        m_cpus[0]->set_state(s);
+    }
     for (auto& cpu : m_cpus)
         cpu->engine().flush_code();
 }
@@ -818,6 +870,7 @@ PcMachine::~PcMachine()
     for (auto& cpu : m_cpus)
         cpu->stop_thread();
     m_cpus.clear();
+    m_kvm_vm.reset(); // after its vCPUs, before the address space it mirrors
     if (m_pic)
         m_pic->int_output().disconnect();
 }

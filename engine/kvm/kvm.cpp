@@ -1,5 +1,7 @@
 #include "engine/kvm/kvm.h"
 
+#include "engine/x86/vcpu.h"
+
 #include "common/log.h"
 #include "engine/memory/address_space.h"
 #include "engine/x86/flags.h"
@@ -130,34 +132,6 @@ Segment from_kvm(const kvm_segment& k)
     return s;
 }
 
-// The architectural power-on state, as engine/x86/vcpu.cpp's reset() makes it.
-CpuState power_on_state(const CpuModel& model)
-{
-    CpuState s;
-    for (auto& seg : s.seg) {
-        seg.selector = 0;
-        seg.base = 0;
-        seg.limit = 0xffff;
-        seg.attr = 0x93;
-    }
-    s.seg[CS].selector = 0xf000;
-    s.seg[CS].base = 0xffff0000;
-    s.seg[CS].attr = 0x9b;
-    s.rip = 0xfff0;
-    s.cr0 = 0x60000010;
-    s.idtr.limit = 0x3ff;
-    s.gdtr.limit = 0xffff;
-    s.ldtr.attr = 0x82;
-    s.tr.attr = 0x8b;
-    uint16_t fcw = 0x037f;
-    uint32_t mxcsr = 0x1f80, mxcsr_mask = 0xffff;
-    memcpy(s.fx, &fcw, 2);
-    memcpy(s.fx + 24, &mxcsr, 4);
-    memcpy(s.fx + 28, &mxcsr_mask, 4);
-    s.regs[RDX] = model.query(1, 0, 0, 1).eax;
-    update_hflags(s);
-    return s;
-}
 
 // The MSRs CpuState keeps that KVM holds outside kvm_regs/kvm_sregs.
 struct MsrField {

@@ -26,10 +26,9 @@ Vcpu::Vcpu(PhysBus& bus, const CpuModel& model, unsigned index, unsigned count, 
 
 Vcpu::~Vcpu() = default;
 
-void Vcpu::reset()
+CpuState power_on_state(const CpuModel& model)
 {
-    m_state = CpuState{};
-    CpuState& s = m_state;
+    CpuState s;
     for (auto& seg : s.seg) {
         seg.selector = 0;
         seg.base = 0;
@@ -47,14 +46,18 @@ void Vcpu::reset()
     s.tr.attr = 0x8b;
     // x87 and SSE as after FNINIT: all exceptions masked, round to nearest.
     uint16_t fcw = 0x037f;
-    uint32_t mxcsr = 0x1f80;
+    uint32_t mxcsr = 0x1f80, mxcsr_mask = 0xffff;
     memcpy(s.fx, &fcw, 2);
     memcpy(s.fx + 24, &mxcsr, 4);
-    uint32_t mxcsr_mask = 0xffff;
     memcpy(s.fx + 28, &mxcsr_mask, 4);
-    CpuidResult id = m_env.model.query(1, 0, 0, 1);
-    s.regs[RDX] = id.eax; // the processor signature, as after RESET
+    s.regs[RDX] = model.query(1, 0, 0, 1).eax; // the processor signature, as after RESET
     update_hflags(s);
+    return s;
+}
+
+void Vcpu::reset()
+{
+    m_state = power_on_state(m_env.model);
     m_env.mmu.flush();
 }
 

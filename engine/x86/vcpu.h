@@ -28,6 +28,10 @@ struct VcpuStats {
     uint64_t exceptions = 0;
 };
 
+// The architectural state after RESET (real mode at F000:FFF0), for any
+// accelerator: our engine's reset() and KVM's load it.
+CpuState power_on_state(const CpuModel& model);
+
 class Vcpu final : public VcpuBackend, private PhysBus {
 public:
     // 'code' is shared by the vCPUs of one machine (self- and cross-modifying

@@ -48,5 +48,6 @@ private:
 void register_common_commands(Dispatcher& d);
 void register_vm_commands(Dispatcher& d);
 void register_daemon_commands(Dispatcher& d);
+void register_chardev_commands(Dispatcher& d);
 
 } // namespace emu::daemon

@@ -4,6 +4,7 @@
 #include "daemon/daemon.h"
 #include "daemon/sessions.h"
 #include "daemon/stream.h"
+#include "protocol/hmp/hmp.h"
 
 #include <algorithm>
 #include <cerrno>
@@ -37,6 +38,8 @@ qmp::Result<std::unique_ptr<Vm>> Vm::create(Daemon& daemon, VmSpec spec)
     vm->m_machine = std::move(*machine);
     if (vm->m_console_backend)
         vm->m_console_backend->set_machine(vm->m_machine.get());
+    for (auto& [id, chardev] : vm->m_chardevs)
+        chardev->set_machine(vm->m_machine.get());
     if (auto ok = vm->open_endpoints(); !ok) {
         vm->close();
         return std::unexpected(ok.error());
@@ -48,9 +51,38 @@ qmp::Result<std::unique_ptr<Vm>> Vm::create(Daemon& daemon, VmSpec spec)
 
 Vm::~Vm() { close(); }
 
+namespace {
+
+// A socket server that only serves a monitor is a monitor endpoint
+// (open_endpoint: several clients, QMP or HMP), not a chardev backend.
+bool is_monitor_endpoint(const ChardevSpec& c, const VmSpec& spec)
+{
+    if (c.backend != "socket" || !c.server || c.mux)
+        return false;
+    return std::any_of(spec.monitors.begin(), spec.monitors.end(),
+                       [&](const MonitorSpec& m) { return m.chardev == c.id; });
+}
+
+} // namespace
+
 qmp::Result<void> Vm::make_backends()
 {
-    // The serial ports' backends; the socket backend serves monitors only so far.
+    for (ChardevSpec& c : m_spec.chardevs) {
+        if (c.backend == "console" || is_monitor_endpoint(c, m_spec))
+            continue;
+        c.vm = name();
+        auto chardev = open_chardev(m_daemon.loop(), c);
+        if (!chardev)
+            return qmp::fail("VM '" + name() + "': " + chardev.error().desc);
+        if (c.backend == "socket" && c.server && c.wait) {
+            m_waiting_for_clients++;
+            (*chardev)->on_first_client = [this] { client_arrived(); };
+        }
+        if (c.mux)
+            (*chardev)->on_quit = [this] { quit(ShutdownCause::HostUi, false); };
+        m_chardevs[c.id] = chardev->get();
+        m_backends.push_back(std::move(*chardev));
+    }
     for (const std::string& id : m_spec.serials) {
         auto cd = std::find_if(m_spec.chardevs.begin(), m_spec.chardevs.end(),
                                [&](const ChardevSpec& c) { return c.id == id; });
@@ -62,15 +94,64 @@ qmp::Result<void> Vm::make_backends()
                 m_backends.push_back(std::move(backend));
             }
             m_spec.machine.serials.push_back(m_console_backend);
-        } else if (cd->backend == "null") {
-            m_backends.push_back(std::make_unique<NullBackend>());
-            m_spec.machine.serials.push_back(m_backends.back().get());
         } else {
-            return qmp::fail("serial on chardev '" + id + "': backend '" + cd->backend +
-                             "' is not supported for serial ports yet");
+            m_spec.machine.serials.push_back(m_chardevs.at(id));
         }
     }
+    // Human monitors on chardevs (a pty, a client socket, a mux=on socket...).
+    for (const MonitorSpec& mon : m_spec.monitors) {
+        auto it = m_chardevs.find(mon.chardev);
+        if (it == m_chardevs.end())
+            continue; // the console (emuctl's terminal) or a monitor endpoint
+        MonitorHooks hooks;
+        hooks.banner = hmp::banner(m_daemon.dispatcher().schema().version());
+        hooks.run = [this](const std::string& line) {
+            Daemon& daemon = m_daemon;
+            return hmp::run(line, [&](const std::string& command, const json& args) {
+                Context ctx{daemon, qmp::Scope::Vm, this};
+                return daemon.dispatcher().execute(ctx, command, args);
+            });
+        };
+        it->second->attach_monitor(std::move(hooks));
+    }
     return {};
+}
+
+json Vm::chardev_info() const
+{
+    auto used = [&](const std::string& id) {
+        return std::count(m_spec.serials.begin(), m_spec.serials.end(), id) > 0 ||
+               std::any_of(m_spec.monitors.begin(), m_spec.monitors.end(),
+                           [&](const MonitorSpec& m) { return m.chardev == id; });
+    };
+    json list = json::array();
+    for (const ChardevSpec& c : m_spec.chardevs) {
+        if (c.backend == "console") {
+            list.push_back({{"label", c.id}, {"filename", "stdio"}, {"frontend-open", used(c.id)}});
+        } else if (auto l = m_chardev_listeners.find(c.id); l != m_chardev_listeners.end()) {
+            std::string prefix = l->second->peer_count() ? "" : "disconnected:";
+            list.push_back({{"label", c.id},
+                            {"filename", prefix + l->second->address() + ",server"},
+                            {"frontend-open", true}});
+        } else if (auto cd = m_chardevs.find(c.id); cd != m_chardevs.end()) {
+            const Chardev& chardev = *cd->second;
+            if (c.mux) {
+                // As QEMU: the mux under the id, the backend under id-base.
+                list.push_back({{"label", c.id}, {"filename", "mux"}, {"frontend-open", chardev.frontend_open()}});
+                list.push_back({{"label", c.id + "-base"}, {"filename", chardev.filename()}, {"frontend-open", true}});
+            } else {
+                list.push_back(
+                    {{"label", c.id}, {"filename", chardev.filename()}, {"frontend-open", chardev.frontend_open()}});
+            }
+        }
+    }
+    return list;
+}
+
+Chardev* Vm::find_chardev(const std::string& id) const
+{
+    auto it = m_chardevs.find(id);
+    return it == m_chardevs.end() ? nullptr : it->second;
 }
 
 qmp::Result<void> Vm::open_endpoints()
@@ -94,8 +175,11 @@ qmp::Result<void> Vm::open_endpoints()
         for (auto& c : m_spec.chardevs) {
             if (c.id != mon.chardev || c.backend != "socket")
                 continue;
+            if (!is_monitor_endpoint(c, m_spec))
+                continue;
             if (auto ok = open_endpoint(c.address, mon.control ? "qmp" : "hmp", mon.pretty, c.wait); !ok)
                 return ok;
+            m_chardev_listeners[c.id] = m_listeners.back();
         }
     }
     return {};
@@ -150,6 +234,8 @@ void Vm::close()
     m_listeners.clear();
     m_machine.reset();
     m_console_backend = nullptr;
+    m_chardevs.clear();
+    m_chardev_listeners.clear();
     m_backends.clear();
     if (!m_dir.empty())
         rmdir(m_dir.c_str());

@@ -12,6 +12,7 @@
 #include "devices/machine.h"
 #include "protocol/qmp/error.h"
 
+#include <map>
 #include <memory>
 #include <set>
 #include <string>
@@ -56,6 +57,10 @@ public:
     // Closes every endpoint; called by the daemon just before destruction.
     void close();
 
+    // The character devices (query-chardev) and one of them by id.
+    nlohmann::json chardev_info() const;
+    Chardev* find_chardev(const std::string& id) const;
+
     // Console stream (the 'console' chardev backend).
     void console_attach(ConsoleSession* s) { m_console_clients.insert(s); }
     void console_detach(ConsoleSession* s) { m_console_clients.erase(s); }
@@ -81,6 +86,8 @@ private:
     VmSpec m_spec;
     std::vector<std::unique_ptr<devices::CharBackend>> m_backends; // outlive the machine (see close())
     ConsoleBackend* m_console_backend = nullptr;
+    std::map<std::string, Chardev*> m_chardevs;         // by id: the backends in m_backends but the console
+    std::map<std::string, Listener*> m_chardev_listeners; // socket servers that serve monitors (open_endpoint)
     std::unique_ptr<devices::Machine> m_machine;
     RunState m_state = RunState::Prelaunch;
     std::string m_error;

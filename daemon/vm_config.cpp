@@ -4,7 +4,9 @@
 
 #include <algorithm>
 #include <cctype>
+#include <optional>
 #include <regex>
+#include <sys/socket.h>
 
 namespace emu::daemon {
 
@@ -99,6 +101,54 @@ qmp::Result<std::string> choose_accel(const json& config, const kvm::ProbeResult
     return qmp::fail(why_not.empty() ? "no usable accelerator" : why_not, qmp::ErrorClass::KVMMissingCap);
 }
 
+// "65536", "64k", "1M": a byte count with an optional binary suffix.
+std::optional<uint64_t> parse_size(const std::string& text)
+{
+    if (text.empty() || !std::isdigit(static_cast<unsigned char>(text[0])))
+        return std::nullopt;
+    size_t end = 0;
+    uint64_t value = 0;
+    try {
+        value = std::stoull(text, &end);
+    } catch (const std::exception&) {
+        return std::nullopt;
+    }
+    std::string suffix = text.substr(end);
+    int shift = 0;
+    if (suffix == "" || suffix == "b" || suffix == "B")
+        shift = 0;
+    else if (suffix == "k" || suffix == "K")
+        shift = 10;
+    else if (suffix == "m" || suffix == "M")
+        shift = 20;
+    else if (suffix == "g" || suffix == "G")
+        shift = 30;
+    else
+        return std::nullopt;
+    if (value > (UINT64_MAX >> shift))
+        return std::nullopt;
+    return value << shift;
+}
+
+// The largest ring a ringbuf chardev may ask for.
+constexpr uint64_t k_max_ringbuf = uint64_t(256) << 20;
+
+// Backends QEMU 2.10 has and emud does not, with what to say.
+constexpr std::pair<const char*, const char*> k_unsupported_backends[] = {
+    {"udp", "UDP sockets are not supported"},
+    {"serial", "host serial ports are not supported"},
+    {"tty", "host serial ports are not supported"},
+    {"parallel", "host parallel ports are not supported"},
+    {"parport", "host parallel ports are not supported"},
+    {"vc", "there is no graphical console (use 'console' or a pty)"},
+    {"msmouse", "the serial mouse is not supported"},
+    {"wctablet", "the serial tablet is not supported"},
+    {"braille", "braille devices are not supported"},
+    {"testdev", "the test device is not supported"},
+    {"spicevmc", "SPICE is not supported"},
+    {"spiceport", "SPICE is not supported"},
+};
+
 qmp::Result<ChardevSpec> parse_chardev(const json& c)
 {
     ChardevSpec spec;
@@ -107,6 +157,17 @@ qmp::Result<ChardevSpec> parse_chardev(const json& c)
     std::string where = "chardev '" + spec.id + "'";
     if (spec.id.empty())
         return qmp::fail("chardev: 'id' must not be empty");
+    if (spec.backend == "stdio")
+        spec.backend = "console"; // emuctl's terminal is the daemon's stdio
+    if (spec.backend == "memory")
+        spec.backend = "ringbuf"; // QEMU's old name for it
+    for (auto& [name, why] : k_unsupported_backends)
+        if (spec.backend == name)
+            return qmp::fail(where + ": backend '" + spec.backend + "' is not supported: " + why);
+    static const char* const known[] = {"console", "null", "file", "pipe", "pty", "socket", "ringbuf"};
+    if (std::none_of(std::begin(known), std::end(known), [&](const char* k) { return spec.backend == k; }))
+        return qmp::fail(where + ": backend '" + spec.backend + "' is unknown");
+
     auto props = props_of(c, where);
     if (!props)
         return std::unexpected(props.error());
@@ -117,62 +178,137 @@ qmp::Result<ChardevSpec> parse_chardev(const json& c)
             return fallback;
         return parse_bool(it->second, where + ": " + key);
     };
+    auto check_keys = [&](std::initializer_list<const char*> allowed) -> qmp::Result<void> {
+        for (auto& [k, v] : spec.props) {
+            if (k == "mux")
+                continue;
+            if (k == "logfile" || k == "logappend")
+                return qmp::fail(where + ": " + k + " is not supported yet");
+            if (std::none_of(allowed.begin(), allowed.end(), [&](const char* a) { return k == a; }))
+                return qmp::fail(where + ": property '" + k + "' is not supported for backend '" + spec.backend +
+                                 "'");
+        }
+        return {};
+    };
+    auto absolute_path = [&]() -> qmp::Result<void> {
+        auto it = spec.props.find("path");
+        if (it == spec.props.end() || it->second.empty())
+            return qmp::fail(where + ": backend '" + spec.backend + "' needs a path");
+        if (it->second[0] != '/')
+            return qmp::fail(where + ": path must be absolute (the daemon's working directory is not yours)");
+        spec.path = it->second;
+        return {};
+    };
     auto mux = take_bool("mux", false);
     if (!mux)
         return std::unexpected(mux.error());
     spec.mux = *mux;
-    auto check_keys = [&](std::initializer_list<const char*> allowed) -> qmp::Result<void> {
-        for (auto& [k, v] : spec.props)
-            if (std::find_if(allowed.begin(), allowed.end(), [&](const char* a) { return k == a; }) == allowed.end())
-                return qmp::fail(where + ": property '" + k + "' is not supported for backend '" + spec.backend +
-                                 "'");
-        return {};
-    };
+
     if (spec.backend == "console") {
         // 'signal' is the terminal's business: emuctl reads it from the config.
-        if (auto ok = check_keys({"mux", "signal"}); !ok)
+        if (auto ok = check_keys({"signal"}); !ok)
             return std::unexpected(ok.error());
         return spec;
     }
-    if (spec.backend == "null") {
+    if (spec.backend == "null" || spec.backend == "pty") {
         if (auto ok = check_keys({}); !ok)
             return std::unexpected(ok.error());
         return spec;
     }
-    if (spec.backend == "socket") {
-        if (auto ok = check_keys({"path", "host", "port", "server", "wait"}); !ok)
+    if (spec.backend == "file" || spec.backend == "pipe") {
+        bool file = spec.backend == "file";
+        if (auto ok = file ? check_keys({"path", "append"}) : check_keys({"path"}); !ok)
             return std::unexpected(ok.error());
-        auto server = take_bool("server", false);
-        if (!server)
-            return std::unexpected(server.error());
-        if (!*server)
-            return qmp::fail(where + ": client-mode sockets (server=off) are not supported yet");
-        auto wait = take_bool("wait", true);
-        if (!wait)
-            return std::unexpected(wait.error());
-        spec.wait = *wait;
-        if (spec.mux)
-            return qmp::fail(where + ": mux=on is supported only on the console backend");
-        if (spec.props.count("path")) {
-            if (spec.props.count("host") || spec.props.count("port"))
-                return qmp::fail(where + ": give either path or host and port");
-            spec.address = "unix:" + spec.props["path"];
-            if (spec.props["path"].empty() || spec.props["path"][0] != '/')
-                return qmp::fail(where + ": path must be absolute (the daemon's working directory is not yours)");
-        } else if (spec.props.count("port")) {
-            std::string host = spec.props.count("host") ? spec.props["host"] : "127.0.0.1";
-            spec.address = "tcp:" + host + ":" + spec.props["port"];
-        } else {
-            return qmp::fail(where + ": socket needs path, or host and port");
+        if (auto ok = absolute_path(); !ok)
+            return std::unexpected(ok.error());
+        auto append = take_bool("append", false);
+        if (!append)
+            return std::unexpected(append.error());
+        spec.append = *append;
+        return spec;
+    }
+    if (spec.backend == "ringbuf") {
+        if (auto ok = check_keys({"size"}); !ok)
+            return std::unexpected(ok.error());
+        if (spec.props.count("size")) {
+            auto size = parse_size(spec.props["size"]);
+            if (!size)
+                return qmp::fail(where + ": size '" + spec.props["size"] + "' is not a size (e.g. 65536 or 64k)");
+            if (*size == 0 || (*size & (*size - 1)) != 0)
+                return qmp::fail(where + ": size of ringbuf chardev must be power of two");
+            if (*size > k_max_ringbuf)
+                return qmp::fail(where + ": size " + std::to_string(*size) + " is above the maximum of 256 MiB");
+            spec.size = *size;
         }
         return spec;
     }
-    static const char* later[] = {"file", "pipe", "pty", "ringbuf", "memory", "udp", "serial", "tty",
-                                  "parallel", "stdio", "vc", "msmouse", "braille", "spicevmc", "spiceport"};
-    for (const char* b : later)
-        if (spec.backend == b)
-            return qmp::fail(where + ": backend '" + spec.backend + "' is not supported yet");
-    return qmp::fail(where + ": backend '" + spec.backend + "' is unknown");
+
+    // socket
+    if (auto ok = check_keys({"path", "host", "port", "server", "wait", "nodelay", "delay", "reconnect", "ipv4",
+                              "ipv6", "telnet", "tn3270"});
+        !ok)
+        return std::unexpected(ok.error());
+    for (const char* key : {"telnet", "tn3270"}) {
+        auto on = take_bool(key, false);
+        if (!on)
+            return std::unexpected(on.error());
+        if (*on)
+            return qmp::fail(where + ": " + key + "=on is not supported yet");
+    }
+    auto server = take_bool("server", false);
+    if (!server)
+        return std::unexpected(server.error());
+    spec.server = *server;
+    auto wait = take_bool("wait", true);
+    if (!wait)
+        return std::unexpected(wait.error());
+    spec.wait = spec.server && *wait;
+    auto nodelay = take_bool("nodelay", false);
+    auto delay = take_bool("delay", true);
+    if (!nodelay)
+        return std::unexpected(nodelay.error());
+    if (!delay)
+        return std::unexpected(delay.error());
+    spec.nodelay = *nodelay || !*delay;
+    if (spec.props.count("reconnect")) {
+        const std::string& r = spec.props["reconnect"];
+        if (r.empty() || r.size() > 6 || !std::all_of(r.begin(), r.end(), ::isdigit))
+            return qmp::fail(where + ": reconnect must be a number of seconds, not '" + r + "'");
+        spec.reconnect = std::stoi(r);
+        if (spec.server && spec.reconnect > 0)
+            return qmp::fail(where + ": reconnect is for clients (server=off) only");
+    }
+    auto ipv4 = take_bool("ipv4", false), ipv6 = take_bool("ipv6", false);
+    if (!ipv4)
+        return std::unexpected(ipv4.error());
+    if (!ipv6)
+        return std::unexpected(ipv6.error());
+    if (*ipv4 && *ipv6)
+        return qmp::fail(where + ": ipv4 and ipv6 exclude each other");
+    spec.family = *ipv4 ? AF_INET : *ipv6 ? AF_INET6 : 0;
+    if (spec.props.count("path")) {
+        if (spec.props.count("host") || spec.props.count("port"))
+            return qmp::fail(where + ": give either path or host and port");
+        if (auto ok = absolute_path(); !ok)
+            return std::unexpected(ok.error());
+        spec.address = "unix:" + spec.path;
+    } else if (spec.props.count("port")) {
+        const std::string& port = spec.props["port"];
+        if (port.empty() || port.size() > 5 || !std::all_of(port.begin(), port.end(), ::isdigit) ||
+            std::stoi(port) > 65535)
+            return qmp::fail(where + ": port must be a number from 0 to 65535, not '" + port + "'");
+        if (!spec.server && std::stoi(port) == 0)
+            return qmp::fail(where + ": a client needs a port other than 0");
+        std::string host = spec.props.count("host") ? spec.props["host"] : "127.0.0.1";
+        if (host.empty() && !spec.server)
+            host = "127.0.0.1"; // as QEMU: a client without a host connects to this machine
+        if (host.find(':') != std::string::npos && host.front() != '[')
+            host = "[" + host + "]";
+        spec.address = "tcp:" + host + ":" + port;
+    } else {
+        return qmp::fail(where + ": socket needs path, or host and port");
+    }
+    return spec;
 }
 
 qmp::Result<void> parse_chardevs_and_monitors(const json& config, VmSpec& spec)
@@ -198,41 +334,47 @@ qmp::Result<void> parse_chardevs_and_monitors(const json& config, VmSpec& spec)
                 return &c;
         return nullptr;
     };
+    std::map<std::string, int> serial_users, monitor_users;
     for (auto& s : config.value("serials", json::array())) {
         std::string id = s.get<std::string>();
         if (!find(id))
             return qmp::fail("serial: chardev '" + id + "' is not defined");
         spec.serials.push_back(id);
+        serial_users[id]++;
     }
-    std::map<std::string, int> users;
-    for (auto& s : spec.serials)
-        users[s]++;
     for (auto& m : config.value("monitors", json::array())) {
         MonitorSpec mon;
         mon.chardev = m["chardev"].get<std::string>();
         std::string mode = m.value("mode", "readline");
+        std::string where = "monitor on '" + mon.chardev + "'";
         if (mode != "readline" && mode != "control")
-            return qmp::fail("monitor on '" + mon.chardev + "': mode must be 'readline' or 'control', not '" + mode +
-                             "'");
+            return qmp::fail(where + ": mode must be 'readline' or 'control', not '" + mode + "'");
         mon.control = mode == "control";
         mon.pretty = m.value("pretty", false);
         ChardevSpec* cd = find(mon.chardev);
         if (!cd)
             return qmp::fail("monitor: chardev '" + mon.chardev + "' is not defined");
         if (cd->backend == "null")
-            return qmp::fail("monitor on '" + mon.chardev + "': a monitor on the null backend is unreachable");
+            return qmp::fail(where + ": a monitor on the null backend is unreachable");
+        if (cd->backend == "file")
+            return qmp::fail(where + ": a monitor on a file chardev cannot read commands");
         if (cd->backend == "console" && mon.control)
-            return qmp::fail("monitor on '" + mon.chardev + "': QMP on the console is not supported yet");
-        if (cd->backend == "console" && !cd->mux && users[mon.chardev])
-            return qmp::fail("monitor on '" + mon.chardev + "': chardev is in use by a serial port (use mux=on)");
-        users[mon.chardev]++;
-        if (users[mon.chardev] > 1 && !cd->mux)
-            return qmp::fail("chardev '" + mon.chardev + "' is used twice without mux=on");
+            return qmp::fail(where + ": QMP on the console is not supported yet");
+        bool listener = cd->backend == "socket" && cd->server && !cd->mux;
+        if (mon.control && !listener && cd->backend != "console")
+            return qmp::fail(where + ": QMP (mode=control) needs a socket chardev with server=on and without mux=on");
+        if (cd->backend == "console" && !cd->mux && serial_users[mon.chardev])
+            return qmp::fail(where + ": chardev is in use by a serial port (use mux=on)");
+        monitor_users[mon.chardev]++;
         spec.monitors.push_back(mon);
     }
-    for (auto& [id, count] : users)
-        if (count > 1 && !find(id)->mux)
-            return qmp::fail("chardev '" + id + "' is used twice without mux=on");
+    for (auto& c : spec.chardevs) {
+        int serials = serial_users[c.id], monitors = monitor_users[c.id];
+        if (serials + monitors > 1 && !c.mux)
+            return qmp::fail("chardev '" + c.id + "' is used twice without mux=on");
+        if (c.mux && c.backend != "console" && (serials > 1 || monitors > 1))
+            return qmp::fail("chardev '" + c.id + "': a mux chardev serves one serial port and one monitor");
+    }
     return {};
 }
 

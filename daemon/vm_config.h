@@ -16,12 +16,24 @@ namespace emu::daemon {
 
 struct ChardevSpec {
     std::string id;
-    std::string backend; // console, null, socket
+    std::string vm; // the VM's name, for log messages (set when the VM is built)
+    // console ('stdio' is read as console), null, file, pipe, pty, socket,
+    // ringbuf ('memory' is read as ringbuf)
+    std::string backend;
     std::map<std::string, std::string> props;
-    // socket backend
-    std::string address; // unix:PATH or tcp:HOST:PORT
-    bool wait = false;   // server waits for a client before the VM starts
     bool mux = false;
+    // file, pipe: an absolute path
+    std::string path;
+    bool append = false; // file
+    // socket
+    std::string address;   // unix:PATH or tcp:HOST:PORT
+    bool server = false;
+    bool wait = false;     // server waits for a client before the VM starts
+    bool nodelay = false;
+    int reconnect = 0;     // client: seconds between connection attempts, 0 = never
+    int family = 0;        // tcp: AF_INET or AF_INET6 when ipv4/ipv6 asked for one
+    // ringbuf
+    uint64_t size = 64 * 1024;
 };
 
 struct MonitorSpec {

@@ -1,5 +1,7 @@
 #include "protocol/hmp/hmp.h"
 
+#include <cstdio>
+#include <cstdlib>
 #include <sstream>
 
 namespace emu::hmp {
@@ -59,6 +61,77 @@ std::string format_machines(const json& v)
     return out;
 }
 
+std::string format_chardevs(const json& v)
+{
+    std::string out;
+    for (auto& c : v)
+        out += c.value("label", "") + ": filename=" + c.value("filename", "") + "\n";
+    return out;
+}
+
+// ringbuf_read shows control characters as \uXXXX and a backslash as \\,
+// so that what the guest wrote is visible whatever it was.
+std::string format_ringbuf(const json& v)
+{
+    std::string out;
+    for (unsigned char c : v.get<std::string>()) {
+        if (c == '\\') {
+            out += "\\\\";
+        } else if ((c < 0x20 && c != '\n' && c != '\t') || c == 0x7f) {
+            char esc[8];
+            snprintf(esc, sizeof esc, "\\u%04X", c);
+            out += esc;
+        } else {
+            out.push_back(char(c));
+        }
+    }
+    return out + "\n";
+}
+
+// "ringbuf_write DEVICE DATA": DATA is the rest of the line; a double-quoted
+// DATA takes C escapes (\n, \r, \t, \\, \").
+json ringbuf_write_args(const std::vector<std::string>& words)
+{
+    json args = json::object();
+    if (words.size() > 1)
+        args["device"] = words[1];
+    if (words.size() < 3)
+        return args;
+    std::string data;
+    for (size_t i = 2; i < words.size(); i++)
+        data += (i > 2 ? " " : "") + words[i];
+    if (data.size() >= 2 && data.front() == '"' && data.back() == '"') {
+        std::string raw = data.substr(1, data.size() - 2);
+        data.clear();
+        for (size_t i = 0; i < raw.size(); i++) {
+            if (raw[i] != '\\' || i + 1 == raw.size()) {
+                data.push_back(raw[i]);
+                continue;
+            }
+            char e = raw[++i];
+            data.push_back(e == 'n' ? '\n' : e == 'r' ? '\r' : e == 't' ? '\t' : e);
+        }
+    }
+    args["data"] = data;
+    return args;
+}
+
+json ringbuf_read_args(const std::vector<std::string>& words)
+{
+    json args = json::object();
+    if (words.size() > 1)
+        args["device"] = words[1];
+    if (words.size() > 2) {
+        // Not a number: the QMP validation names the argument.
+        char* end = nullptr;
+        long long size = strtoll(words[2].c_str(), &end, 0);
+        if (end && *end == 0 && !words[2].empty())
+            args["size"] = size;
+        else
+            args["size"] = words[2];
+    }
+    return args;
+}
 
 const std::vector<Command> k_commands = {
     {"help", "?", "[cmd]", "show the help", "", nullptr, nullptr},
@@ -68,6 +141,10 @@ const std::vector<Command> k_commands = {
     {"system_reset", "", "", "reset the system", "system_reset", nullptr, nullptr},
     {"system_powerdown", "", "", "send system power down event", "system_powerdown", nullptr, nullptr},
     {"quit", "q", "", "quit the emulator", "quit", nullptr, nullptr},
+    {"ringbuf_write", "", "device data", "type data into the serial port behind a ringbuf chardev", "ringbuf-write",
+     ringbuf_write_args, nullptr},
+    {"ringbuf_read", "", "device size", "read at most size bytes of a ringbuf chardev's output", "ringbuf-read",
+     ringbuf_read_args, format_ringbuf},
 };
 
 const std::vector<Command> k_info = {
@@ -78,6 +155,7 @@ const std::vector<Command> k_info = {
     {"kvm", "", "", "show KVM information", "query-kvm", nullptr, format_kvm},
     {"cpus", "", "", "show information about active cpus", "query-cpus-fast", nullptr, format_cpus},
     {"machines", "", "", "show the supported machine types", "query-machines", nullptr, format_machines},
+    {"chardev", "", "", "show the character devices", "query-chardev", nullptr, format_chardevs},
 };
 
 std::vector<std::string> split_words(std::string_view line)

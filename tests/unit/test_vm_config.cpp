@@ -98,10 +98,6 @@ TEST_CASE("chardevs and monitors")
               .find("mux=on") != std::string::npos);
     CHECK(err(R"({"chardevs": [{"id": "c", "backend": "socket", "props": {"path": "rel.sock", "server": "on"}}]})")
               .find("absolute") != std::string::npos);
-    CHECK(err(R"({"chardevs": [{"id": "c", "backend": "socket", "props": {"path": "/x"}}]})").find("client-mode") !=
-          std::string::npos);
-    CHECK(err(R"({"chardevs": [{"id": "c", "backend": "file", "props": {"path": "/x"}}]})") ==
-          "chardev 'c': backend 'file' is not supported yet");
     CHECK(err(R"({"chardevs": [{"id": "c", "backend": "warp"}]})") == "chardev 'c': backend 'warp' is unknown");
     CHECK(err(R"({"chardevs": [{"id": "c", "backend": "null"}, {"id": "c", "backend": "null"}]})") ==
           "chardev 'c' is defined twice");
@@ -121,4 +117,107 @@ TEST_CASE("sections without a subsystem yet are refused by name")
     CHECK(err(R"({"drives": []})") == "");
     // The kernel is the machine's business (machine 'none' refuses it when created).
     CHECK(err(R"({"kernel": "/vmlinuz"})") == "");
+}
+
+TEST_CASE("chardev backends")
+{
+    auto one = [](const char* backend, json props) {
+        json c = {{"id", "c"}, {"backend", backend}};
+        if (!props.is_null())
+            c["props"] = props;
+        return parse(json({{"chardevs", {c}}, {"serials", {"c"}}}));
+    };
+    auto err = [&](const char* backend, json props) {
+        auto r = one(backend, props);
+        return r ? std::string() : r.error().desc;
+    };
+
+    auto file = one("file", {{"path", "/var/log/s.log"}, {"append", "on"}});
+    REQUIRE(file);
+    CHECK(file->chardevs[0].path == "/var/log/s.log");
+    CHECK(file->chardevs[0].append);
+    CHECK_FALSE(one("file", {{"path", "/x"}})->chardevs[0].append);
+    CHECK(err("file", nullptr) == "chardev 'c': backend 'file' needs a path");
+    CHECK(err("file", {{"path", "x.log"}}).find("absolute") != std::string::npos);
+    CHECK(err("file", {{"path", "/x"}, {"append", "maybe"}}) ==
+          "chardev 'c': append: 'maybe' is not a boolean (use on or off)");
+    CHECK(err("file", {{"path", "/x"}, {"size", "4"}}) ==
+          "chardev 'c': property 'size' is not supported for backend 'file'");
+    CHECK(err("file", {{"path", "/x"}, {"logfile", "/y"}}) == "chardev 'c': logfile is not supported yet");
+
+    CHECK(one("pipe", {{"path", "/tmp/fifo"}})->chardevs[0].path == "/tmp/fifo");
+    CHECK(err("pipe", {{"path", "/x"}, {"append", "on"}}).find("'append' is not supported") != std::string::npos);
+    CHECK(one("pty", nullptr));
+    CHECK(err("pty", {{"path", "/x"}}).find("'path' is not supported") != std::string::npos);
+
+    // ringbuf: 64 KiB by default, a power of two, suffixes, 'memory' is its old name.
+    CHECK(one("ringbuf", nullptr)->chardevs[0].size == 65536);
+    CHECK(one("ringbuf", {{"size", "1M"}})->chardevs[0].size == 1u << 20);
+    CHECK(one("ringbuf", {{"size", 4096}})->chardevs[0].size == 4096);
+    CHECK(one("memory", nullptr)->chardevs[0].backend == "ringbuf");
+    CHECK(err("ringbuf", {{"size", "1000"}}) == "chardev 'c': size of ringbuf chardev must be power of two");
+    CHECK(err("ringbuf", {{"size", "0"}}) == "chardev 'c': size of ringbuf chardev must be power of two");
+    CHECK(err("ringbuf", {{"size", "lots"}}).find("is not a size") != std::string::npos);
+    CHECK(err("ringbuf", {{"size", "1G"}}).find("above the maximum") != std::string::npos);
+
+    // stdio is the console.
+    CHECK(one("stdio", nullptr)->chardevs[0].backend == "console");
+
+    // Sockets: servers and clients, unix and TCP.
+    auto server = one("socket", {{"path", "/run/s.sock"}, {"server", "on"}, {"wait", "off"}});
+    REQUIRE(server);
+    CHECK(server->chardevs[0].server);
+    CHECK_FALSE(server->chardevs[0].wait);
+    auto client = one("socket", {{"host", "10.0.0.1"}, {"port", "4444"}, {"reconnect", "5"}, {"nodelay", "on"}});
+    REQUIRE(client);
+    CHECK_FALSE(client->chardevs[0].server);
+    CHECK_FALSE(client->chardevs[0].wait); // wait is for servers
+    CHECK(client->chardevs[0].address == "tcp:10.0.0.1:4444");
+    CHECK(client->chardevs[0].reconnect == 5);
+    CHECK(client->chardevs[0].nodelay);
+    CHECK(one("socket", {{"port", "4444"}, {"delay", "off"}})->chardevs[0].nodelay);
+    CHECK(one("socket", {{"host", "::1"}, {"port", "4444"}})->chardevs[0].address == "tcp:[::1]:4444");
+    CHECK(one("socket", {{"host", ""}, {"port", "4444"}, {"server", "on"}})->chardevs[0].address == "tcp::4444");
+    CHECK(one("socket", {{"host", ""}, {"port", "4444"}})->chardevs[0].address == "tcp:127.0.0.1:4444");
+    CHECK(err("socket", {{"port", "0"}}) == "chardev 'c': a client needs a port other than 0");
+    CHECK(err("socket", {{"port", "70000"}}).find("port must be a number") != std::string::npos);
+    CHECK(err("socket", {{"path", "/x"}, {"reconnect", "soon"}}).find("reconnect must be") != std::string::npos);
+    CHECK(err("socket", {{"path", "/x"}, {"server", "on"}, {"reconnect", "1"}}) ==
+          "chardev 'c': reconnect is for clients (server=off) only");
+    CHECK(err("socket", {{"path", "/x"}, {"telnet", "on"}}) == "chardev 'c': telnet=on is not supported yet");
+    CHECK(err("socket", {{"path", "/x"}, {"port", "1"}}) == "chardev 'c': give either path or host and port");
+    CHECK(err("socket", nullptr) == "chardev 'c': socket needs path, or host and port");
+
+    // QEMU's other backends are refused by name.
+    CHECK(err("udp", nullptr) == "chardev 'c': backend 'udp' is not supported: UDP sockets are not supported");
+    for (const char* b : {"serial", "tty", "parallel", "vc", "msmouse", "braille", "spicevmc", "spiceport"})
+        CHECK(err(b, nullptr).find(std::string("backend '") + b + "' is not supported: ") != std::string::npos);
+}
+
+TEST_CASE("chardev users: serial ports, monitors, mux")
+{
+    auto err = [](const char* text) { return error_of(json::parse(text)); };
+    // A mux socket carries a serial port and a human monitor.
+    CHECK(err(R"({"chardevs": [{"id": "m", "backend": "socket", "props": {"path": "/m", "server": "on", "mux": "on"}}],
+                  "serials": ["m"], "monitors": [{"chardev": "m"}]})") == "");
+    CHECK(err(R"({"chardevs": [{"id": "p", "backend": "pty", "props": {"mux": "on"}}],
+                  "serials": ["p"], "monitors": [{"chardev": "p"}]})") == "");
+    CHECK(err(R"({"chardevs": [{"id": "p", "backend": "pty"}], "monitors": [{"chardev": "p"}]})") == "");
+    CHECK(err(R"({"chardevs": [{"id": "p", "backend": "pty"}], "serials": ["p"], "monitors": [{"chardev": "p"}]})") ==
+          "chardev 'p' is used twice without mux=on");
+    CHECK(err(R"({"chardevs": [{"id": "p", "backend": "pty", "props": {"mux": "on"}}], "serials": ["p", "p"]})") ==
+          "chardev 'p': a mux chardev serves one serial port and one monitor");
+    CHECK(err(R"({"chardevs": [{"id": "f", "backend": "file", "props": {"path": "/f"}}],
+                  "monitors": [{"chardev": "f"}]})") ==
+          "monitor on 'f': a monitor on a file chardev cannot read commands");
+    CHECK(err(R"({"chardevs": [{"id": "p", "backend": "pty"}], "monitors": [{"chardev": "p", "mode": "control"}]})") ==
+          "monitor on 'p': QMP (mode=control) needs a socket chardev with server=on and without mux=on");
+    CHECK(err(R"({"chardevs": [{"id": "m", "backend": "socket", "props": {"path": "/m", "server": "on", "mux": "on"}}],
+                  "monitors": [{"chardev": "m", "mode": "control"}]})")
+              .find("without mux=on") != std::string::npos);
+    // A serial port on every backend.
+    for (const char* backend : {"null", "pty", "ringbuf"}) {
+        json config = {{"chardevs", {{{"id", "s"}, {"backend", backend}}}}, {"serials", {"s"}}};
+        CHECK_MESSAGE(error_of(config) == "", backend);
+    }
 }

@@ -23,9 +23,9 @@ void CodeTracker::add(uint64_t page, unsigned slot)
     bool fresh;
     {
         std::lock_guard lock(m_mutex);
-        uint64_t& mask = m_pages[page];
-        fresh = mask == 0;
-        mask |= 1ull << slot;
+        auto& mask = m_pages[page];
+        fresh = mask.none();
+        mask.set(slot);
     }
     if (fresh) {
         // Other vCPUs may map the page writable: they drop those entries.
@@ -38,7 +38,7 @@ void CodeTracker::add(uint64_t page, unsigned slot)
 
 bool CodeTracker::written(uint64_t page, unsigned writer)
 {
-    uint64_t mask;
+    std::bitset<k_max_vcpus> mask;
     {
         std::lock_guard lock(m_mutex);
         auto it = m_pages.find(page);
@@ -47,8 +47,9 @@ bool CodeTracker::written(uint64_t page, unsigned writer)
         mask = it->second;
         m_pages.erase(it);
     }
-    for (unsigned i = 0; i < k_max_vcpus; i++) {
-        if (!(mask & (1ull << i)) || i == writer)
+    unsigned n = m_next.load();
+    for (unsigned i = 0; i < n; i++) {
+        if (!mask.test(i) || i == writer)
             continue;
         Inbox& box = m_inboxes[i];
         std::lock_guard lock(box.mutex);
@@ -62,8 +63,8 @@ void CodeTracker::forget(unsigned slot)
 {
     std::lock_guard lock(m_mutex);
     for (auto it = m_pages.begin(); it != m_pages.end();) {
-        it->second &= ~(1ull << slot);
-        it = it->second ? std::next(it) : m_pages.erase(it);
+        it->second.reset(slot);
+        it = it->second.any() ? std::next(it) : m_pages.erase(it);
     }
 }
 

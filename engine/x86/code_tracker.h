@@ -10,6 +10,7 @@
 #pragma once
 
 #include <atomic>
+#include <bitset>
 #include <cstdint>
 #include <mutex>
 #include <unordered_map>
@@ -19,7 +20,7 @@ namespace emu::x86 {
 
 class CodeTracker {
 public:
-    static constexpr unsigned k_max_vcpus = 64;
+    static constexpr unsigned k_max_vcpus = 256; // machine 'pc' allows 255
 
     struct Inbox {
         std::atomic<bool> dirty{false};      // pages to invalidate are waiting
@@ -37,13 +38,14 @@ public:
     void add(uint64_t page, unsigned slot);
     // A store reached a code page: every vCPU that translated it must drop its
     // blocks. Returns true if the page held code (the writer's own blocks too).
+    // A writer that is no vCPU (DMA) passes k_max_vcpus.
     bool written(uint64_t page, unsigned writer);
     // The vCPU in 'slot' dropped all its blocks (flush_code).
     void forget(unsigned slot);
 
 private:
     std::mutex m_mutex;
-    std::unordered_map<uint64_t, uint64_t> m_pages; // page -> mask of vCPU slots
+    std::unordered_map<uint64_t, std::bitset<k_max_vcpus>> m_pages; // page -> vCPU slots
     Inbox m_inboxes[k_max_vcpus];
     std::atomic<unsigned> m_next{0};
 };

@@ -80,8 +80,40 @@ class Console:
         lines = out.decode(errors="replace").split("\n")
         return "\n".join(line for line in lines if line.strip() != command.strip()).strip()
 
+    def text(self):
+        """What arrived and was not consumed yet, after reading what is there now."""
+        self.sock.settimeout(0.2)
+        try:
+            while True:
+                data = self.sock.recv(65536)
+                if not data:
+                    break
+                self.buf += data
+        except OSError:
+            pass
+        return self.buf.decode(errors="replace")
+
     def close(self):
         self.sock.close()
+
+
+def vcpu_report(q):
+    """Where the vCPUs are (for a failure message): `info cpus` and the registers."""
+    try:
+        return "".join(q.ok("human-monitor-command", {"command-line": line})
+                       for line in ("info cpus", "info registers -a"))
+    except Exception as e:  # the VM may be gone
+        return "(no vCPU report: %s)" % e
+
+
+def wait_shutdown(test, q, console_text, timeout=60):
+    """The SHUTDOWN event of a guest poweroff; on a timeout the failure shows
+    what the console printed last and where the vCPUs are."""
+    try:
+        return q.event("SHUTDOWN", timeout=timeout)
+    except AssertionError as e:
+        test.fail("%s\nconsole (last 3000 bytes):\n%s\nvCPUs:\n%s"
+                  % (e, console_text()[-3000:], vcpu_report(q)))
 
 
 class BootTestCase(EmudTestCase):
@@ -116,7 +148,12 @@ class ShellOverEmuctl(BootTestCase):
             t.expect(PROMPT)
             with Qmp(self.emud.vm_socket("deb")) as q:
                 t.send("poweroff\r")
-                ev = q.event("SHUTDOWN", timeout=60)
+
+                def console_text():
+                    while t._read(0.05):
+                        pass
+                    return t.text()
+                ev = wait_shutdown(self, q, console_text)
                 self.assertEqual(ev["data"], {"guest": True, "reason": "guest-shutdown"})
             self.assertEqual(t.wait_exit(timeout=30), 0)
         finally:
@@ -149,7 +186,7 @@ class QmpDrivenGuest(BootTestCase):
             q.ok("system_powerdown")
             q.event("POWERDOWN")
             con.expect(b"power button pressed", 60)
-            ev = q.event("SHUTDOWN", timeout=60)
+            ev = wait_shutdown(self, q, con.text)
             self.assertEqual(ev["data"], {"guest": True, "reason": "guest-shutdown"})
         finally:
             con.close()

@@ -41,6 +41,38 @@ void register_vm_commands(Dispatcher& d)
                             {"target", "x86_64"}});
         return list;
     });
+    d.add("query-cpus", [](Context& ctx, const json&) -> qmp::Result<json> {
+        json list = json::array();
+        for (auto& cpu : ctx.vm->cpus()) {
+            auto dump = ctx.vm->machine().dump_cpu(cpu.index);
+            list.push_back({{"CPU", cpu.index},
+                            {"current", cpu.index == 0},
+                            {"halted", dump ? dump->halted : false},
+                            {"qom_path", cpu.qom_path},
+                            {"thread_id", cpu.thread_id},
+                            {"props", {{"socket-id", cpu.socket_id}, {"core-id", cpu.core_id},
+                                       {"thread-id", cpu.thread_index}}},
+                            {"arch", "x86"},
+                            {"pc", dump ? dump->pc : 0}});
+        }
+        return list;
+    });
+    d.add("__org.emud_query-registers", [](Context& ctx, const json& args) -> qmp::Result<json> {
+        auto cpus = ctx.vm->cpus();
+        std::string text;
+        if (args.contains("cpu-index")) {
+            int index = args["cpu-index"].get<int>();
+            auto dump = ctx.vm->machine().dump_cpu(index);
+            if (!dump)
+                return qmp::fail("CPU " + std::to_string(index) + " not found");
+            text = dump->registers;
+        } else {
+            for (auto& cpu : cpus)
+                if (auto dump = ctx.vm->machine().dump_cpu(cpu.index))
+                    text += "\nCPU#" + std::to_string(cpu.index) + "\n" + dump->registers;
+        }
+        return json{{"human-readable-text", text}};
+    });
     d.add("stop", [](Context& ctx, const json&) { return done(ctx.vm->stop()); });
     d.add("cont", [](Context& ctx, const json&) { return done(ctx.vm->cont()); });
     d.add("system_reset", [](Context& ctx, const json&) -> qmp::Result<json> {

@@ -83,21 +83,22 @@ qmp::Result<void> Vm::make_backends()
         m_chardevs[c.id] = chardev->get();
         m_backends.push_back(std::move(*chardev));
     }
-    for (const std::string& id : m_spec.serials) {
-        auto cd = std::find_if(m_spec.chardevs.begin(), m_spec.chardevs.end(),
-                               [&](const ChardevSpec& c) { return c.id == id; });
-        if (cd->backend == "console") {
+    // Every chardev a device can use, by id (the console one made on first use).
+    for (const ChardevSpec& c : m_spec.chardevs) {
+        if (c.backend == "console") {
             if (!m_console_backend) {
                 auto backend = std::make_unique<ConsoleBackend>(
                     m_daemon.loop(), [this](std::string_view bytes) { console_output(bytes); });
                 m_console_backend = backend.get();
                 m_backends.push_back(std::move(backend));
             }
-            m_spec.machine.serials.push_back(m_console_backend);
-        } else {
-            m_spec.machine.serials.push_back(m_chardevs.at(id));
+            m_spec.machine.chardevs[c.id] = m_console_backend;
+        } else if (auto it = m_chardevs.find(c.id); it != m_chardevs.end()) {
+            m_spec.machine.chardevs[c.id] = it->second;
         }
     }
+    for (const std::string& id : m_spec.serials)
+        m_spec.machine.serials.push_back(m_spec.machine.chardevs.at(id));
     // Human monitors on chardevs (a pty, a client socket, a mux=on socket...).
     for (const MonitorSpec& mon : m_spec.monitors) {
         auto it = m_chardevs.find(mon.chardev);
@@ -120,9 +121,14 @@ qmp::Result<void> Vm::make_backends()
 json Vm::chardev_info() const
 {
     auto used = [&](const std::string& id) {
+        auto device_uses = [&](const devices::DeviceConfig& d) {
+            auto it = d.props.find("chardev");
+            return it != d.props.end() && it->second == id;
+        };
         return std::count(m_spec.serials.begin(), m_spec.serials.end(), id) > 0 ||
                std::any_of(m_spec.monitors.begin(), m_spec.monitors.end(),
-                           [&](const MonitorSpec& m) { return m.chardev == id; });
+                           [&](const MonitorSpec& m) { return m.chardev == id; }) ||
+               std::any_of(m_spec.machine.devices.begin(), m_spec.machine.devices.end(), device_uses);
     };
     json list = json::array();
     for (const ChardevSpec& c : m_spec.chardevs) {

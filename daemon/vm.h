@@ -41,6 +41,7 @@ public:
     EventHub& events() { return m_events; }
     nlohmann::json summary() const;
     std::vector<devices::CpuInfo> cpus() const { return m_machine->cpus(); }
+    devices::Machine& machine() { return *m_machine; }
 
     // Actions, on the loop thread; each is one QMP command's behaviour.
     // start() runs the VM as soon as the monitors that wait for a client have one.

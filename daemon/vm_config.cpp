@@ -342,6 +342,14 @@ qmp::Result<void> parse_chardevs_and_monitors(const json& config, VmSpec& spec)
         spec.serials.push_back(id);
         serial_users[id]++;
     }
+    for (auto& device : spec.machine.devices) { // -device …,chardev=ID (isa-debugcon)
+        auto it = device.props.find("chardev");
+        if (it == device.props.end())
+            continue;
+        if (!find(it->second))
+            return qmp::fail("device '" + device.driver + "': chardev '" + it->second + "' is not defined");
+        serial_users[it->second]++;
+    }
     for (auto& m : config.value("monitors", json::array())) {
         MonitorSpec mon;
         mon.chardev = m["chardev"].get<std::string>();

@@ -61,6 +61,18 @@ void CpuThread::park()
     m_self_parked = true;
 }
 
+void CpuThread::inspect(const std::function<void()>& fn)
+{
+    std::unique_lock lock(m_lock);
+    m_holds++;
+    m_backend.kick();
+    m_cv.notify_all();
+    m_parked_cv.wait(lock, [this] { return m_parked || m_sleeping || m_stop; });
+    fn();
+    m_holds--;
+    m_cv.notify_all();
+}
+
 bool CpuThread::halted() const
 {
     std::lock_guard lock(m_lock);
@@ -79,10 +91,10 @@ void CpuThread::main()
     for (;;) {
         {
             std::unique_lock lock(m_lock);
-            if (!m_run || m_self_parked) {
+            if (!m_run || m_self_parked || m_holds) {
                 m_parked = true;
                 m_parked_cv.notify_all();
-                m_cv.wait(lock, [this] { return m_stop || (m_run && !m_self_parked); });
+                m_cv.wait(lock, [this] { return m_stop || (m_run && !m_self_parked && !m_holds); });
                 if (m_stop)
                     return;
                 m_parked = false;
@@ -91,7 +103,8 @@ void CpuThread::main()
         if (m_hooks.prepare && !m_hooks.prepare()) {
             std::unique_lock lock(m_lock);
             m_sleeping = true;
-            m_cv.wait(lock, [this] { return m_wake || !m_run || m_stop; });
+            m_parked_cv.notify_all();
+            m_cv.wait(lock, [this] { return (m_wake && !m_holds) || !m_run || m_stop; });
             m_sleeping = false;
             m_wake = false;
             continue;
@@ -101,7 +114,8 @@ void CpuThread::main()
         case VcpuExit::Halted: {
             std::unique_lock lock(m_lock);
             m_sleeping = true;
-            m_cv.wait(lock, [this] { return m_wake || !m_run || m_stop; });
+            m_parked_cv.notify_all();
+            m_cv.wait(lock, [this] { return (m_wake && !m_holds) || !m_run || m_stop; });
             m_sleeping = false;
             m_wake = false;
             break;

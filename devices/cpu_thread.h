@@ -7,7 +7,9 @@
 //   wake()    an interrupt (or INIT/SIPI) is waiting: a halted vCPU resumes,
 //             a running one comes back to the loop to take it;
 //   park()    from the vCPU's own thread (triple fault): it stops running
-//             until the next resume().
+//             until the next resume();
+//   inspect() runs a function while the thread runs no guest code (reading
+//             its registers for the monitor), then lets it go on as it was.
 // Before each run the thread calls `prepare` (the machine handles INIT/SIPI
 // there, on the vCPU's own thread, which owns its registers); a false answer
 // means "not runnable" (an AP waiting for SIPI) and the thread sleeps until
@@ -41,7 +43,9 @@ public:
     void pause();
     void wake();
     void park(); // on the vCPU thread only
+    void inspect(const std::function<void()>& fn);
     bool halted() const; // sleeping in HLT (or waiting for SIPI)
+    bool halted_locked() const { return m_sleeping; } // inside inspect()
     int64_t thread_id() const { return m_tid; }
 
 private:
@@ -57,6 +61,7 @@ private:
     bool m_stop = false;
     bool m_parked = true;   // the thread is not running guest code (and won't until m_run)
     bool m_self_parked = false;
+    int m_holds = 0;        // inspect() calls waiting or running
     bool m_wake = false;
     bool m_sleeping = false;
     int64_t m_tid = 0;

@@ -50,6 +50,14 @@ const std::vector<DeviceTypeInfo>& device_types()
     static const std::vector<DeviceTypeInfo> types = {
         {"isa-debug-exit", "isa-device", "exits the emulator with (value << 1) | 1 when the guest writes value",
          {{"iobase", "uint32", "first I/O port", "1281"}, {"iosize", "uint32", "number of I/O ports", "2"}}},
+        {"isa-debugcon", "isa-device", "debug console: bytes written to the port go to a chardev",
+         {{"iobase", "uint32", "the I/O port", "233"},
+          {"chardev", "str", "ID of a chardev to use as a backend", ""},
+          {"readback", "uint32", "what a read of the port returns", "233"}}},
+        {"pc-testdev", "isa-device",
+         "test device of bare-metal test suites: scratch register at 0xe0, page flush at 0xe4, IRQ lines at "
+         "0x2000, 64 KiB of scratch MMIO at 0xff000000",
+         {}},
     };
     return types;
 }

@@ -11,6 +11,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -53,7 +54,9 @@ struct MachineConfig {
     std::string kernel, initrd, append;
     // Serial ports COM1.. in order; nullptr: the port exists, unconnected.
     std::vector<CharBackend*> serials;
-    CharBackend* debugcon = nullptr; // -debugcon: isa-debugcon at 0xe9
+    // The VM's character backends by chardev id, for devices with a
+    // 'chardev' property (isa-debugcon).
+    std::map<std::string, CharBackend*> chardevs;
     std::vector<DeviceConfig> devices;
     std::string rtc_base = "utc", rtc_clock = "host";
 };
@@ -63,6 +66,13 @@ struct CpuInfo {
     int64_t thread_id = 0; // host tid of the vCPU thread
     std::string qom_path;
     int socket_id = 0, core_id = 0, thread_index = 0;
+};
+
+// One vCPU's state at a moment (query-cpus, `info registers`).
+struct CpuDump {
+    uint64_t pc = 0;      // CS base + RIP: the linear address of the next instruction
+    bool halted = false;  // in HLT (or waiting for a start-up IPI)
+    std::string registers; // `info registers` text
 };
 
 class Machine {
@@ -77,6 +87,9 @@ public:
     // Presses the ACPI power button (the guest decides what to do).
     virtual void powerdown() = 0;
     virtual std::vector<CpuInfo> cpus() const = 0;
+    // Stops vCPU `index` for a moment (if it runs) and reads its state;
+    // nullopt if there is no such vCPU.
+    virtual std::optional<CpuDump> dump_cpu(int index) { return std::nullopt; }
     // Runs `fn` with the machine's device lock held (chardev input reaching
     // a device from the daemon's loop).
     virtual void with_devices(const std::function<void()>& fn) { fn(); }

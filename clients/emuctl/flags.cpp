@@ -569,6 +569,8 @@ Result on_device(State& st, const Use& use)
         if (!id.empty() && other.contains("props") && other["props"].value("id", "") == id)
             return fail(use, "Duplicate ID '" + id + "' for device");
     }
+    if (o->has("chardev"))
+        st.frontends.push_back({o->get("chardev"), use.label()});
     o->erase("driver");
     json device = {{"driver", driver}};
     if (!o->empty())
@@ -631,6 +633,7 @@ constexpr FlagSpec k_flags[] = {
     {"rtc", true, on_rtc, {}},
     {"chardev", true, on_chardev, {}},
     {"serial", true, on_serial, {}},
+    {"debugcon", true, on_debugcon, {}},
     {"monitor", true, on_monitor, {}},
     {"qmp", true, on_qmp, {}},
     {"mon", true, on_mon, {}},

@@ -151,6 +151,27 @@ Result check_frontends(const State& st)
 } // namespace
 
 Result on_serial(State& st, const Use& use) { return add_serial(st, use.label(), use.arg); }
+
+// -debugcon DEV: an isa-debugcon device (port 0xe9) on a chardev "debugcon".
+Result on_debugcon(State& st, const Use& use)
+{
+    if (use.arg == "none")
+        return {};
+    std::string id;
+    if (use.arg.starts_with("chardev:")) {
+        id = use.arg.substr(8);
+    } else {
+        auto chardev = legacy_chardev(use.label(), use.arg, "debugcon", false);
+        if (!chardev)
+            return std::unexpected(chardev.error());
+        id = chardev->id;
+        if (auto r = add_chardev(st, std::move(*chardev)); !r)
+            return r;
+    }
+    st.frontends.push_back({id, use.label()});
+    st.devices.push_back({{"driver", "isa-debugcon"}, {"props", {{"chardev", id}}}});
+    return {};
+}
 Result on_monitor(State& st, const Use& use) { return add_monitor(st, use.label(), use.arg, "readline"); }
 Result on_qmp(State& st, const Use& use) { return add_monitor(st, use.label(), use.arg, "control"); }
 

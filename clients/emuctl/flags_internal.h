@@ -101,6 +101,7 @@ std::expected<QemuOpts, FlagError> opts(const Use& use, std::string_view implied
 
 Result on_chardev(State& st, const Use& use);
 Result on_serial(State& st, const Use& use);
+Result on_debugcon(State& st, const Use& use);
 Result on_monitor(State& st, const Use& use);
 Result on_qmp(State& st, const Use& use);
 Result on_mon(State& st, const Use& use);

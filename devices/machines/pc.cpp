@@ -23,6 +23,7 @@
 #include "devices/firmware/fw_cfg.h"
 #include "devices/input/i8042.h"
 #include "devices/misc/isa_debug.h"
+#include "devices/misc/pc_testdev.h"
 #include "devices/pci/i440fx.h"
 #include "devices/pci/pci.h"
 #include "devices/pic/i8259.h"
@@ -35,6 +36,7 @@
 #include "engine/memory/address_space.h"
 #include "engine/x86/code_tracker.h"
 #include "engine/x86/cpuid.h"
+#include "engine/x86/dump.h"
 #include "engine/x86/msr.h"
 #include "engine/x86/vcpu.h"
 
@@ -93,6 +95,7 @@ public:
             log_error("{}", r.error().message);
     }
     CpuThread& thread() { return *m_thread; }
+    bool waiting_for_sipi() const { return m_wait_sipi; } // vCPU thread, or while it is parked
 
     void start_thread();
     void stop_thread() { m_thread.reset(); }
@@ -146,6 +149,7 @@ public:
     void reset() override;
     void powerdown() override;
     std::vector<CpuInfo> cpus() const override;
+    std::optional<CpuDump> dump_cpu(int index) override;
     void with_devices(const std::function<void()>& fn) override
     {
         std::lock_guard lock(m_dev);
@@ -193,7 +197,9 @@ private:
     std::unique_ptr<Port92> m_port92;
     std::unique_ptr<Hpet> m_hpet;
     std::unique_ptr<IoApic> m_ioapic;
-    std::unique_ptr<IsaDebugcon> m_debugcon;
+    std::vector<std::unique_ptr<IsaDebugcon>> m_debugcons;
+    std::unique_ptr<PcTestdev> m_testdev;
+    std::array<unsigned, 16> m_testdev_source{}; // its source bit on each ISA IRQ
     std::vector<std::unique_ptr<IsaDebugExit>> m_debug_exits;
     LapicBus m_lapic_bus;
     std::unique_ptr<PciBus> m_pci;
@@ -589,12 +595,6 @@ Expected<void> PcMachine::build_devices()
     if (auto ok = attach(m_port92->attach(*m_io_root), "port92"); !ok)
         return ok;
 
-    if (m_config.debugcon) {
-        CharBackend* backend = m_config.debugcon;
-        m_debugcon = std::make_unique<IsaDebugcon>(0xe9, 0xe9, [backend](uint8_t c) { backend->write({&c, 1}); });
-        if (auto ok = attach(m_debugcon->attach(*m_io_root), "isa-debugcon"); !ok)
-            return ok;
-    }
     for (auto& device : m_config.devices)
         if (auto ok = add_device(device); !ok)
             return ok;
@@ -603,6 +603,8 @@ Expected<void> PcMachine::build_devices()
 
 Expected<void> PcMachine::add_device(const DeviceConfig& device)
 {
+    // Property names were checked against device_types() (vm_config does);
+    // here the values are parsed.
     auto number = [&](const char* prop, uint64_t fallback, uint64_t max) -> Expected<uint64_t> {
         auto it = device.props.find(prop);
         if (it == device.props.end())
@@ -620,10 +622,12 @@ Expected<void> PcMachine::add_device(const DeviceConfig& device)
                                    "'");
         return value;
     };
+    auto mapped = [&](mem::Result<void> r) -> Expected<void> {
+        if (!r)
+            return std::unexpected(device.driver + ": " + r.error().message);
+        return {};
+    };
     if (device.driver == "isa-debug-exit") {
-        for (auto& [key, value] : device.props)
-            if (key != "iobase" && key != "iosize" && key != "id")
-                return std::unexpected("Property 'isa-debug-exit." + key + "' not found");
         auto iobase = number("iobase", 0x501, 0xffff);
         if (!iobase)
             return std::unexpected(iobase.error());
@@ -634,10 +638,49 @@ Expected<void> PcMachine::add_device(const DeviceConfig& device)
             return std::unexpected("isa-debug-exit: iobase/iosize out of the I/O space");
         auto exit = [this](int status) { m_host.request_exit(status); };
         auto dev = std::make_unique<IsaDebugExit>(uint16_t(*iobase), uint16_t(*iosize), exit);
-        if (auto ok = dev->attach(*m_io_root); !ok)
-            return std::unexpected("isa-debug-exit: " + ok.error().message);
+        if (auto ok = mapped(dev->attach(*m_io_root)); !ok)
+            return ok;
         m_debug_exits.push_back(std::move(dev));
         return {};
+    }
+    if (device.driver == "isa-debugcon") {
+        auto iobase = number("iobase", 0xe9, 0xffff);
+        if (!iobase)
+            return std::unexpected(iobase.error());
+        auto readback = number("readback", 0xe9, 0xff);
+        if (!readback)
+            return std::unexpected(readback.error());
+        CharBackend* backend = nullptr;
+        if (auto it = device.props.find("chardev"); it != device.props.end()) {
+            auto found = m_config.chardevs.find(it->second);
+            if (found == m_config.chardevs.end())
+                return std::unexpected("isa-debugcon: chardev '" + it->second + "' not found");
+            backend = found->second;
+        }
+        auto dev = std::make_unique<IsaDebugcon>(uint16_t(*iobase), uint8_t(*readback), [backend](uint8_t c) {
+            if (backend)
+                backend->write({&c, 1});
+        });
+        if (auto ok = mapped(dev->attach(*m_io_root)); !ok)
+            return ok;
+        m_debugcons.push_back(std::move(dev));
+        return {};
+    }
+    if (device.driver == "pc-testdev") {
+        if (m_testdev)
+            return std::unexpected("pc-testdev: only one per machine (its ports are fixed)");
+        PcTestdev::Hooks hooks;
+        hooks.set_irq = [this](int line, bool level) {
+            if (line < 16)
+                set_isa_source(line, m_testdev_source[size_t(line)], level);
+            else
+                m_ioapic->set_irq(line, level);
+        };
+        hooks.flush_page = [this](uint64_t page) { m_code.written(page, x86::CodeTracker::k_max_vcpus); };
+        for (int line = 0; line < 16; line++)
+            m_testdev_source[size_t(line)] = m_isa_sources[size_t(line)]++;
+        m_testdev = std::make_unique<PcTestdev>(std::move(hooks));
+        return mapped(m_testdev->attach(*m_io_root, *m_pci_mem));
     }
     return std::unexpected("'" + device.driver + "' is not a valid device model name");
 }
@@ -817,6 +860,8 @@ void PcMachine::reset_locked()
             uart->reset();
     m_kbd->reset();
     m_port92->reset_state();
+    if (m_testdev)
+        m_testdev->reset();
     // What the firmware would do: PCI interrupt routing, BARs, ACPI tables.
     m_pci->reset();
     m_piix3->firmware_setup();
@@ -956,6 +1001,21 @@ std::vector<CpuInfo> PcMachine::cpus() const
         out.push_back(info);
     }
     return out;
+}
+
+std::optional<CpuDump> PcMachine::dump_cpu(int index)
+{
+    if (index < 0 || size_t(index) >= m_cpus.size())
+        return std::nullopt;
+    PcCpu& cpu = *m_cpus[size_t(index)];
+    CpuDump dump;
+    cpu.thread().inspect([&] {
+        x86::CpuState s = cpu.get_state();
+        dump.pc = s.seg[x86::CS].base + s.rip;
+        dump.halted = s.halted || cpu.waiting_for_sipi() || cpu.thread().halted_locked();
+        dump.registers = x86::format_registers(s);
+    });
+    return dump;
 }
 
 } // namespace

@@ -1,5 +1,6 @@
 #include "protocol/hmp/hmp.h"
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <sstream>
@@ -38,17 +39,28 @@ std::string format_kvm(const json& v)
     return std::string("kvm support: ") + (v.value("enabled", false) ? "enabled" : "disabled") + "\n";
 }
 
+// QEMU 2.10's `info cpus`: "* CPU #0: pc=0xffffffff81a3b4c2 (halted) thread_id=4242".
 std::string format_cpus(const json& v)
 {
     std::string out;
-    bool first = true;
     for (auto& cpu : v) {
-        out += std::string(first ? "*" : " ") + " CPU #" + std::to_string(cpu.value("cpu-index", 0)) +
-               ": thread_id=" + std::to_string(cpu.value("thread-id", 0)) + "\n";
-        first = false;
+        char pc[32];
+        std::snprintf(pc, sizeof pc, "0x%016llx", static_cast<unsigned long long>(cpu.value("pc", uint64_t(0))));
+        out += std::string(cpu.value("current", false) ? "*" : " ") + " CPU #" + std::to_string(cpu.value("CPU", 0)) +
+               ": pc=" + pc + (cpu.value("halted", false) ? " (halted)" : "") +
+               " thread_id=" + std::to_string(cpu.value("thread_id", 0)) + "\n";
     }
     return out;
 }
+
+json registers_args(const std::vector<std::string>& words)
+{
+    // `info registers -a`: every vCPU; without it the monitor's CPU (0).
+    bool all = std::find(words.begin(), words.end(), "-a") != words.end();
+    return all ? json::object() : json{{"cpu-index", 0}};
+}
+
+std::string format_text(const json& v) { return v.value("human-readable-text", ""); }
 
 std::string format_machines(const json& v)
 {
@@ -153,7 +165,9 @@ const std::vector<Command> k_info = {
     {"name", "", "", "show the current VM name", "query-name", nullptr, format_name},
     {"uuid", "", "", "show the current VM UUID", "query-uuid", nullptr, format_uuid},
     {"kvm", "", "", "show KVM information", "query-kvm", nullptr, format_kvm},
-    {"cpus", "", "", "show information about active cpus", "query-cpus-fast", nullptr, format_cpus},
+    {"cpus", "", "", "show information about active cpus", "query-cpus", nullptr, format_cpus},
+    {"registers", "", "[-a]", "show the cpu registers (-a: all CPUs)", "__org.emud_query-registers", registers_args,
+     format_text},
     {"machines", "", "", "show the supported machine types", "query-machines", nullptr, format_machines},
     {"chardev", "", "", "show the character devices", "query-chardev", nullptr, format_chardevs},
 };

@@ -18,10 +18,12 @@ so the 32-bit guest's kvm runs are skipped on PVM.
 
 import fcntl
 import os
+import re
 import select
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 import unittest
 
@@ -134,6 +136,69 @@ class EmudGuests(GuestChecks, EmudTestCase):
 
     def test_linux64_smoke_kvm(self):
         self.run_guest("linux64_smoke", "kvm")
+
+
+class TestDevices(GuestChecks, EmudTestCase):
+    """-debugcon and -device pc-testdev as QEMU users script them: the guest
+    checks the devices, the debug console's bytes land in the chardev file."""
+
+    def check_testdev(self, emulator, out):
+        args = emulator + machine_flags("tcg", image("testdev_smoke")) + \
+            ["-debugcon", "file:" + out, "-device", "pc-testdev"]
+        status, output = run_to_exit(args)
+        self.check_guest("testdev_smoke", status, output)
+        with open(out, "rb") as f:
+            self.assertEqual(f.read(), b"DEBUGCON-OK\n")
+
+    def test_debugcon_and_pc_testdev(self):
+        self.check_testdev([EMUCTL, "--socket", self.emud.socket, "run"],
+                           os.path.join(self.emud.state_dir, "debugcon.out"))
+
+    @unittest.skipUnless(QEMU, "qemu-system-x86_64 is not installed")
+    def test_same_under_qemu(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            self.check_testdev([QEMU], os.path.join(tmp, "debugcon.out"))
+
+
+class Registers(GuestChecks, EmudTestCase):
+    """`info registers`, __org.emud_query-registers and query-cpus read the vCPU state
+    under both accelerators: before the start (the boot state the loader
+    planned: linux64_smoke's 64-bit entry) and after the guest halted."""
+
+    def check_accel(self, accel):
+        if accel == "kvm":
+            self.need_kvm("linux64_smoke")
+        name = "regs-" + accel
+        self.emud.create_vm({"name": name, "accel": [{"type": accel}], "smp": {"cpus": 2},
+                             "kernel": image("linux64_smoke")}, start=False)
+        with self.emud.qmp() as d:
+            def hmp(line):
+                return d.ok("__org.emud_vm-execute", {"name": name, "execute": "human-monitor-command",
+                                                       "arguments": {"command-line": line}})
+            text = hmp("info registers")
+            # The Linux 64-bit entry: long mode, flat 64-bit code, RSI = zero page.
+            self.assertRegex(text, r"RIP=0000000000[0-9a-f]{6} RFL=")
+            self.assertRegex(text, r"\nCS =0010 0000000000000000 ffffffff 00[0-9a-f]{2}9b00 DPL=0 CS64")
+            self.assertRegex(text, r"EFER=0000000000000[5d]00")
+            self.assertNotEqual(re.search(r"RSI=([0-9a-f]{16})", text).group(1), "0" * 16)
+            all_cpus = hmp("info registers -a")
+            self.assertEqual(all_cpus.count("CPU#"), 2)
+            cpus = d.ok("__org.emud_vm-execute", {"name": name, "execute": "query-cpus"})
+            self.assertEqual([c["CPU"] for c in cpus], [0, 1])
+            self.assertEqual(cpus[0]["pc"], int(re.search(r"RIP=([0-9a-f]{16})", text).group(1), 16))
+            self.assertTrue(cpus[1]["halted"], cpus[1])  # an AP waits for its start-up IPI
+            info = hmp("info cpus")
+            self.assertRegex(info, r"^\* CPU #0: pc=0x[0-9a-f]{16} thread_id=\d+\r?\n  CPU #1: pc=0x[0-9a-f]{16} "
+                                   r"\(halted\) thread_id=\d+")
+            err = d.cmd("__org.emud_vm-execute", {"name": name, "execute": "__org.emud_query-registers",
+                                                  "arguments": {"cpu-index": 7}})
+            self.assertIn("CPU 7 not found", err["error"]["desc"])
+
+    def test_registers_tcg(self):
+        self.check_accel("tcg")
+
+    def test_registers_kvm(self):
+        self.check_accel("kvm")
 
 
 @unittest.skipUnless(QEMU, "qemu-system-x86_64 is not installed")

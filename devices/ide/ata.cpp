@@ -420,6 +420,7 @@ void IdeChannel::ata_dsm(unsigned unit)
         return command_abort(unit);
     }
     d.op = Op::Dsm;
+    d.remaining = blocks; // the guest may rewrite the task file while the ranges come
     d.dma_moved = 0;
     stats_begin(unit);
     dma_request(unit, 0, uint64_t(blocks) * kAtaSectorSize);
@@ -429,7 +430,7 @@ void IdeChannel::dsm_ranges_received(unsigned unit)
 {
     Drive& d = m_state.drives[unit];
     uint64_t total = disk_sectors(unit);
-    uint32_t entries = uint32_t((uint32_t(d.nsector) | uint32_t(d.hob_nsector) << 8) * kAtaSectorSize / 8);
+    uint32_t entries = std::min(d.remaining, kDsmMaxBlocks) * kAtaSectorSize / 8;
     auto ranges = std::make_shared<std::vector<std::pair<uint64_t, uint64_t>>>();
     uint64_t bytes = 0;
     for (uint32_t i = 0; i < entries; ++i) {

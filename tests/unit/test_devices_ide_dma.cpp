@@ -219,6 +219,29 @@ TEST_CASE("ide dma: many small PRD entries are walked across rounds")
     CHECK(same);
 }
 
+TEST_CASE("ide dma: a 2.5 MiB READ DMA EXT takes several rounds of 64 KiB entries")
+{
+    Bench b(disk(8192));
+    const uint32_t bytes = 5120 * 512;
+    std::vector<std::pair<uint32_t, uint32_t>> entries;
+    for (uint32_t at = 0; at < bytes; at += 0x10000)
+        entries.emplace_back(0x100000 + at, 0x10000); // count 0: 64 KiB each
+    b.fill_ram(0x100000 + bytes, 0x1000, 0x33);
+    b.prd(0x1000, entries);
+    b.bm_setup(0, 0x1000, true);
+    b.lba48(0, 0, 1000, 5120);
+    b.command(0, 0x25);
+    b.bm_start(0, true);
+    REQUIRE(wait_dma_done(b, 0));
+    CHECK((b.bm_status(0) & 0x07) == 0x04);
+    b.bm_stop(0);
+    CHECK(b.status(0) == 0x50);
+    CHECK(b.ram_bytes(0x100000, bytes) == b.drivers[0]->contents(1000 * 512, bytes));
+    CHECK(b.ram_bytes(0x100000 + bytes, 0x1000) == Bytes(0x1000, 0x33));
+    // Adjacent entries merge: one backend request per 1 MiB round.
+    CHECK(b.drivers[0]->reads == 3);
+}
+
 TEST_CASE("ide dma: DATA SET MANAGEMENT trims the ranges, refuses ranges past the end")
 {
     Bench b(DriveSpec{.kind = devices::IdeDriveKind::Disk, .size = 1000 * 512, .discard = true}, disk(100), {}, {});
@@ -241,6 +264,8 @@ TEST_CASE("ide dma: DATA SET MANAGEMENT trims the ranges, refuses ranges past th
         b.set(0, FEATURE, 1);
         b.set(0, NSECT, 1);
         b.command(0, 0x06);
+        b.set(0, NSECT, 0xff); // rewriting the count mid-command changes nothing
+        b.set(0, NSECT, 0xff);
         b.bm_start(0, false);
         REQUIRE(wait_dma_done(b, 0));
         b.bm_stop(0);
@@ -276,7 +301,7 @@ TEST_CASE("ide dma: werror=stop keeps a DMA write and resume_after_error finishe
     b.lba28(0, 0, 30, 8);
     b.command(0, 0xca);
     b.bm_start(0, false);
-    REQUIRE(b.wait_for([&] { return b.ide->io_stopped(0); }));
+    REQUIRE(b.wait_for([&] { return b.io_stopped(0); }));
     CHECK(!b.irq_level[0]);
     CHECK((b.bm_status(0) & 0x01) == 0x01); // still active
     {

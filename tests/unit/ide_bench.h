@@ -209,7 +209,7 @@ enum : uint16_t {
 
 struct Bench {
     static constexpr uint16_t kBm = 0xc000;
-    static constexpr uint64_t kRam = 1 << 20;
+    static constexpr uint64_t kRam = 4 << 20;
 
     mem::MemoryRegion::Ptr io_root = std::move(*mem::MemoryRegion::container("io", mem::kPortSpaceSize));
     mem::MemoryRegion::Ptr mem_root = std::move(*mem::MemoryRegion::container("mem", uint64_t(1) << 32));
@@ -284,6 +284,11 @@ struct Bench {
     {
         auto l = lock();
         io.write(port, v, size);
+    }
+    bool io_stopped(unsigned drive)
+    {
+        auto l = lock();
+        return ide->io_stopped(drive);
     }
     static uint16_t base(int ch) { return devices::PiixIde::kCommandPorts[ch]; }
     static uint16_t ctl(int ch) { return devices::PiixIde::kControlPorts[ch]; }

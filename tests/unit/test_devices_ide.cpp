@@ -520,7 +520,7 @@ TEST_CASE("ide: rerror=report and werror=enospc/ignore/stop, resume_after_error 
         return b.io_errors.size() == 3;
     }));
     CHECK(b.alt_status(0) == 0x80); // held BSY
-    CHECK(b.ide->io_stopped(0));
+    CHECK(b.io_stopped(0));
     {
         auto l = b.lock();
         CHECK(b.io_errors[2].stopping);
@@ -535,13 +535,13 @@ TEST_CASE("ide: rerror=report and werror=enospc/ignore/stop, resume_after_error 
     REQUIRE(b.wait_ready(0));
     CHECK(b.status(0) == 0x50);
     CHECK(b.drivers[0]->contents(4 * 512, 512) == d);
-    CHECK(!b.ide->io_stopped(0));
+    CHECK(!b.io_stopped(0));
 
     // werror=stop on the slave, then a flush retried.
     b.drivers[1]->set_failures(0, 0, EIO);
     b.select(0, 1);
     b.command(0, 0xe7);
-    REQUIRE(b.wait_for([&] { return b.ide->io_stopped(1); }));
+    REQUIRE(b.wait_for([&] { return b.io_stopped(1); }));
     CHECK(b.alt_status(0) == 0x80);
     b.drivers[1]->set_failures(0, 0, 0);
     {

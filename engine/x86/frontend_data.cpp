@@ -1,6 +1,8 @@
 // engine/x86/frontend_data.cpp — moves, exchanges, stack and string instructions.
 #include "engine/x86/frontend_internal.h"
 
+#include <algorithm>
+
 namespace emu::x86 {
 
 namespace {
@@ -277,8 +279,8 @@ bool emit_string(Emitter& e)
             n = e.op[i].size / 8;
             break;
         }
-    if (op == 5 || op == 6)
-        n = e.insn.operand_width / 8 > 4 ? 4 : std::max(1u, unsigned(e.op[0].size / 8));
+    if (op == 5 || op == 6) // the element size is the operand size (OUTS's first operand is DX)
+        n = std::clamp(unsigned(e.insn.operand_width / 8), 1u, 4u);
     unsigned rep = 0;
     if (e.insn.attributes & ZYDIS_ATTRIB_HAS_REPNE)
         rep = 2;

@@ -229,6 +229,40 @@ TEST_CASE("string instructions with rep prefixes")
     CHECK(f.s.regs[RCX] == 64 - 41);
 }
 
+TEST_CASE("rep outs and rep ins move bytes, words and dwords (the IDE data port's insl/outsl)")
+{
+    Fixture f;
+    uint32_t data[3] = {0x11223344, 0x55667788, 0x99aabbcc};
+    f.bus.write(0x300000, data, sizeof data);
+    Prog p;
+    p.cld();
+    p.mov(p.dx, 0x170);
+    p.mov(p.rsi, 0x300000);
+    p.mov(p.ecx, 3);
+    p.rep();
+    p.outsd();
+    p.mov(p.rsi, 0x300000);
+    p.mov(p.ecx, 2);
+    p.rep();
+    p.outsw();
+    p.mov(p.rsi, 0x300000);
+    p.outsb();
+    p.mov(p.rdi, 0x310000);
+    p.mov(p.dx, 0x1f0);
+    p.mov(p.ecx, 2);
+    p.rep();
+    p.db(0x6d); // insd
+    p.hlt();
+    f.run(p);
+    using W = TestBus::PortWrite;
+    std::vector<W> want = {{0x170, 0x11223344, 4}, {0x170, 0x55667788, 4}, {0x170, 0x99aabbcc, 4},
+                           {0x170, 0x3344, 2},     {0x170, 0x1122, 2},     {0x170, 0x44, 1}};
+    CHECK(f.bus.port_writes == want);
+    CHECK(f.s.regs[RSI] == 0x300001);
+    CHECK(f.s.regs[RDI] == 0x310008); // two dwords in
+    CHECK(f.bus.read64(0x310000) == ~0ull);
+}
+
 TEST_CASE("port I/O and CPUID")
 {
     Fixture f;

@@ -31,14 +31,14 @@ public:
     uint64_t mmio_read(uint64_t, unsigned) override { return ~0ull; }
     void mmio_write(uint64_t, uint64_t, unsigned) override {}
     uint64_t port_read(uint16_t port, unsigned size) override { return port == 0xe9 ? 0xe9 : ~0ull; }
-    void port_write(uint16_t port, uint64_t value, unsigned) override
+    void port_write(uint16_t port, uint64_t value, unsigned size) override
     {
         if (port == 0xe9)
             console.push_back(char(value));
         else if (port == 0xf4)
             exit_code = int(value);
         else
-            port_writes.push_back({port, value});
+            port_writes.push_back({port, value, size});
     }
 
     void write(uint64_t gpa, const void* data, size_t len)
@@ -63,7 +63,13 @@ public:
     uint64_t ram_size = 1ull << 30;
     std::string console;
     int exit_code = -1;
-    std::vector<std::pair<uint16_t, uint64_t>> port_writes;
+    struct PortWrite {
+        uint16_t port;
+        uint64_t value;
+        unsigned size;
+        bool operator==(const PortWrite&) const = default;
+    };
+    std::vector<PortWrite> port_writes;
 
 private:
     std::unordered_map<uint64_t, std::unique_ptr<uint8_t[]>> m_pages;

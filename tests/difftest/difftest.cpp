@@ -731,4 +731,14 @@ std::string compare(const Case& c, const Outcome& native, const Outcome& engine)
     return fmt::format("{}{} [{}]\n{}", c.compat ? "(32-bit) " : "", c.text, bytes, diff);
 }
 
+bool native_compat_mode_works()
+{
+    Case c;
+    c.code = {0x90}; // nop
+    c.text = "nop";
+    c.compat = true;
+    c.in.regs[4] = k_stack_top;
+    return !run_native(c).faulted;
+}
+
 } // namespace emu::difftest

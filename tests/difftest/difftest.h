@@ -56,6 +56,9 @@ private:
 };
 
 Outcome run_native(const Case& c);
+// Can this host run 32-bit code in compatibility mode at all (selector 0x23)?
+// Some kernels (no IA32 emulation, some hypervisors) cannot: a 'nop' faults.
+bool native_compat_mode_works();
 Outcome run_engine(const Case& c);
 
 // Empty when they agree; otherwise a report naming every difference.

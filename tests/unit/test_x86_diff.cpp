@@ -46,6 +46,11 @@ TEST_CASE("the engine agrees with the host CPU on random 64-bit instruction form
 
 TEST_CASE("... and on 32-bit forms in compatibility mode")
 {
+    if (!native_compat_mode_works()) {
+        MESSAGE("skipped: this host kernel cannot run 32-bit code in compatibility mode (a native 'nop' at "
+                "selector 0x23 faults), so there is no reference to compare with");
+        return;
+    }
     Generator gen(20261126, true);
     run_cases(gen, 1500);
 }

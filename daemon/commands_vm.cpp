@@ -73,6 +73,13 @@ void register_vm_commands(Dispatcher& d)
         }
         return json{{"human-readable-text", text}};
     });
+    d.add("__org.emud_query-lapic", [](Context& ctx, const json& args) -> qmp::Result<json> {
+        int index = args.value("cpu-index", 0);
+        auto text = ctx.vm->machine().dump_lapic(index);
+        if (!text)
+            return qmp::fail("CPU " + std::to_string(index) + " not found");
+        return json{{"human-readable-text", *text}};
+    });
     d.add("stop", [](Context& ctx, const json&) { return done(ctx.vm->stop()); });
     d.add("cont", [](Context& ctx, const json&) { return done(ctx.vm->cont()); });
     d.add("system_reset", [](Context& ctx, const json&) -> qmp::Result<json> {

@@ -31,6 +31,8 @@ qmp::Result<std::unique_ptr<Vm>> Vm::create(Daemon& daemon, VmSpec spec)
     std::unique_ptr<Vm> vm(new Vm(daemon, std::move(spec)));
     if (auto ok = vm->make_backends(); !ok)
         return std::unexpected(ok.error());
+    if (auto ok = vm->open_drives(); !ok)
+        return std::unexpected(ok.error());
     const devices::MachineClass* mc = devices::find_machine_class(vm->m_spec.machine.type);
     auto machine = mc->create(vm->m_spec.machine, *vm);
     if (!machine)
@@ -116,6 +118,28 @@ qmp::Result<void> Vm::make_backends()
         it->second->attach_monitor(std::move(hooks));
     }
     return {};
+}
+
+qmp::Result<void> Vm::open_drives()
+{
+    for (DriveSpec& spec : m_spec.drives) {
+        auto drive = Drive::open(spec, m_daemon.options().state_dir, name());
+        if (!drive)
+            return qmp::fail("VM '" + name() + "': " + drive.error().desc);
+        devices::DriveConfig config = (*drive)->device_config();
+        m_spec.machine.drives[spec.id] = config;
+        m_spec.machine.drives[spec.node_name] = config;
+        m_drives.push_back(std::move(*drive));
+    }
+    return {};
+}
+
+Drive* Vm::find_drive(const std::string& id_or_node) const
+{
+    for (auto& d : m_drives)
+        if (d->spec().id == id_or_node || d->spec().node_name == id_or_node)
+            return d.get();
+    return nullptr;
 }
 
 json Vm::chardev_info() const
@@ -238,7 +262,8 @@ void Vm::close()
     for (Listener* l : m_listeners)
         l->close();
     m_listeners.clear();
-    m_machine.reset();
+    m_machine.reset(); // its disk devices drain first
+    m_drives.clear();
     m_console_backend = nullptr;
     m_chardevs.clear();
     m_chardev_listeners.clear();
@@ -307,6 +332,8 @@ qmp::Result<void> Vm::cont()
         m_start_requested = true;
         return {};
     }
+    if (m_state == RunState::IoError)
+        m_machine->resume_block_requests();
     m_machine->resume();
     set_state(RunState::Running);
     m_events.emit("RESUME");
@@ -372,14 +399,21 @@ void Vm::console_output(std::string_view bytes)
 
 // --- MachineHost: may be called from a vCPU thread; hop to the loop. ------------
 
-void Vm::request_shutdown(ShutdownCause cause)
+void Vm::on_loop(std::function<void(Vm&)> fn)
 {
     std::string vm_name = name();
     Daemon& daemon = m_daemon;
-    daemon.loop().post([&daemon, vm_name, cause] {
+    daemon.loop().post([&daemon, vm_name, fn = std::move(fn)] {
         Vm* vm = daemon.find_vm(vm_name);
-        if (!vm || vm->m_quitting)
-            return;
+        if (vm && !vm->m_quitting)
+            fn(*vm);
+    });
+}
+
+void Vm::request_shutdown(ShutdownCause cause)
+{
+    on_loop([cause](Vm& vmr) {
+        Vm* vm = &vmr;
         if (vm->m_spec.no_shutdown) {
             vm->m_events.emit("SHUTDOWN", {{"guest", true}, {"reason", devices::shutdown_cause_name(cause)}});
             bool was_running = vm->m_state == RunState::Running;
@@ -395,12 +429,8 @@ void Vm::request_shutdown(ShutdownCause cause)
 
 void Vm::request_reset(ShutdownCause cause)
 {
-    std::string vm_name = name();
-    Daemon& daemon = m_daemon;
-    daemon.loop().post([&daemon, vm_name, cause] {
-        Vm* vm = daemon.find_vm(vm_name);
-        if (!vm || vm->m_quitting)
-            return;
+    on_loop([cause](Vm& vmr) {
+        Vm* vm = &vmr;
         if (vm->m_spec.no_reboot) {
             vm->quit(cause, true);
             return;
@@ -411,13 +441,9 @@ void Vm::request_reset(ShutdownCause cause)
 
 void Vm::request_exit(int status)
 {
-    std::string vm_name = name();
-    Daemon& daemon = m_daemon;
-    daemon.loop().post([&daemon, vm_name, status] {
-        Vm* vm = daemon.find_vm(vm_name);
-        if (!vm || vm->m_quitting)
-            return;
-        log_info("{}: the guest asked to exit with status {}", vm_name, status);
+    on_loop([status](Vm& vmr) {
+        Vm* vm = &vmr;
+        log_info("{}: the guest asked to exit with status {}", vm->name(), status);
         vm->m_events.emit("__org.emud_GUEST_EXIT", {{"status", status}});
         vm->quit(ShutdownCause::GuestShutdown, true);
     });
@@ -425,11 +451,37 @@ void Vm::request_exit(int status)
 
 void Vm::report_internal_error(const std::string& reason)
 {
-    std::string vm_name = name();
-    Daemon& daemon = m_daemon;
-    daemon.loop().post([&daemon, vm_name, reason] {
-        if (Vm* vm = daemon.find_vm(vm_name))
-            vm->fail(reason);
+    on_loop([reason](Vm& vm) { vm.fail(reason); });
+}
+
+void Vm::block_io_error(const devices::BlockIoError& e)
+{
+    on_loop([e](Vm& vm) {
+        Drive* drive = vm.find_drive(e.drive);
+        std::string action = e.stopping ? "stop" : block_error_action_name(e.action);
+        if (action == "enospc")
+            action = "report";
+        json data = {{"device", e.drive},
+                     {"node-name", drive ? drive->spec().node_name : e.drive},
+                     {"operation", e.is_read ? "read" : "write"},
+                     {"action", action},
+                     {"nospace", e.error == ENOSPC},
+                     {"reason", strerror(e.error)}};
+        log_warn("{}: drive '{}': {} error: {} (action {})", vm.name(), e.drive, e.is_read ? "read" : "write",
+                 strerror(e.error), action);
+        vm.m_events.emit("BLOCK_IO_ERROR", data);
+        if (e.stopping && vm.m_state == RunState::Running) {
+            vm.m_machine->pause();
+            vm.set_state(RunState::IoError);
+            vm.m_events.emit("STOP");
+        }
+    });
+}
+
+void Vm::tray_moved(const std::string& drive, const std::string& qdev, bool open)
+{
+    on_loop([drive, qdev, open](Vm& vm) {
+        vm.m_events.emit("DEVICE_TRAY_MOVED", {{"device", drive}, {"id", qdev}, {"tray-open", open}});
     });
 }
 

@@ -68,15 +68,24 @@ public:
     void console_input(std::string_view bytes);
     void console_output(std::string_view bytes);
 
+    // The drives (query-block) and one of them by id or node name.
+    const std::vector<std::unique_ptr<Drive>>& drives() const { return m_drives; }
+    Drive* find_drive(const std::string& id_or_node) const;
+
     // MachineHost, callable from any thread.
     void request_shutdown(devices::ShutdownCause cause) override;
     void request_reset(devices::ShutdownCause cause) override;
     void report_internal_error(const std::string& reason) override;
     void request_exit(int status) override;
+    void block_io_error(const devices::BlockIoError& error) override;
+    void tray_moved(const std::string& drive, const std::string& qdev, bool open) override;
 
 private:
     Vm(Daemon& daemon, VmSpec spec) : m_daemon(daemon), m_spec(std::move(spec)) {}
     qmp::Result<void> make_backends();
+    qmp::Result<void> open_drives();
+    // Runs fn on the loop thread if this VM still exists then and is not quitting.
+    void on_loop(std::function<void(Vm&)> fn);
     qmp::Result<void> open_endpoints();
     qmp::Result<void> open_endpoint(const std::string& address, const std::string& protocol, bool pretty,
                                     bool wait);
@@ -89,6 +98,7 @@ private:
     ConsoleBackend* m_console_backend = nullptr;
     std::map<std::string, Chardev*> m_chardevs;         // by id: the backends in m_backends but the console
     std::map<std::string, Listener*> m_chardev_listeners; // socket servers that serve monitors (open_endpoint)
+    std::vector<std::unique_ptr<Drive>> m_drives; // outlive the machine (see close())
     std::unique_ptr<devices::Machine> m_machine;
     RunState m_state = RunState::Prelaunch;
     std::string m_error;

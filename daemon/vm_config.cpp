@@ -16,7 +16,6 @@ namespace {
 
 // What the config may name that emud cannot do yet, and what to say then.
 constexpr std::pair<const char*, const char*> k_unsupported_sections[] = {
-    {"drives", "block devices are not supported yet"},
     {"blockdevs", "block devices are not supported yet"},
     {"netdevs", "network backends are not supported yet"},
     {"vnc", "the VNC server is not supported yet"},
@@ -420,8 +419,6 @@ qmp::Result<VmSpec> parse_vm_config(const json& config, const kvm::ProbeResult& 
             continue;
         return qmp::fail(std::string(section) + ": " + why);
     }
-    if (config.value("snapshot", false))
-        return qmp::fail("snapshot: temporary disk overlays are not supported yet (no block devices)");
     for (auto& d : config.value("devices", json::array())) {
         devices::DeviceConfig device;
         device.driver = d["driver"].get<std::string>();
@@ -437,6 +434,18 @@ qmp::Result<VmSpec> parse_vm_config(const json& config, const kvm::ProbeResult& 
                                             [&](const devices::DevicePropertyInfo& p) { return p.name == key; }))
                 return qmp::fail("Property '" + device.driver + "." + key + "' not found");
         spec.machine.devices.push_back(std::move(device));
+    }
+    auto drives = parse_drives(config, config.value("snapshot", false), spec.machine.devices);
+    if (!drives)
+        return std::unexpected(drives.error());
+    spec.drives = std::move(*drives);
+    for (auto& device : spec.machine.devices) { // -device …,drive=ID
+        auto it = device.props.find("drive");
+        if (it == device.props.end())
+            continue;
+        if (std::none_of(spec.drives.begin(), spec.drives.end(),
+                         [&](const DriveSpec& d) { return d.id == it->second || d.node_name == it->second; }))
+            return qmp::fail("device '" + device.driver + "': drive '" + it->second + "' not found");
     }
     if (config.contains("display")) {
         std::string type = config["display"]["type"].get<std::string>();

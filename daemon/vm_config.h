@@ -3,6 +3,7 @@
 // is refused here, with an error naming the section and the cause.
 #pragma once
 
+#include "daemon/drives.h"
 #include "devices/machine.h"
 #include "engine/kvm/probe.h"
 #include "protocol/qmp/error.h"
@@ -53,6 +54,7 @@ struct VmSpec {
     std::vector<ChardevSpec> chardevs;
     std::vector<std::string> serials;
     std::vector<MonitorSpec> monitors;
+    std::vector<DriveSpec> drives;
 };
 
 // 'name_in_use' tells whether a VM name is taken; 'fallback_name' is used

@@ -73,6 +73,22 @@ void CpuThread::inspect(const std::function<void()>& fn)
     m_cv.notify_all();
 }
 
+std::string CpuThread::describe() const
+{
+    std::lock_guard lock(m_lock);
+    std::string out;
+    out += m_run ? "run" : "stopped";
+    if (m_parked)
+        out += ", parked";
+    if (m_self_parked)
+        out += ", self-parked";
+    if (m_sleeping)
+        out += ", sleeping";
+    if (m_wake)
+        out += ", wake pending";
+    return out;
+}
+
 bool CpuThread::halted() const
 {
     std::lock_guard lock(m_lock);

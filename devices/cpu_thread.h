@@ -46,6 +46,7 @@ public:
     void inspect(const std::function<void()>& fn);
     bool halted() const; // sleeping in HLT (or waiting for SIPI)
     bool halted_locked() const { return m_sleeping; } // inside inspect()
+    std::string describe() const; // its flags, for `info lapic`
     int64_t thread_id() const { return m_tid; }
 
 private:

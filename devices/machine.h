@@ -6,6 +6,8 @@
 // guest-initiated requests through MachineHost.
 #pragma once
 
+#include "devices/block_device.h"
+
 #include <cstdint>
 #include <expected>
 #include <functional>
@@ -14,6 +16,10 @@
 #include <optional>
 #include <string>
 #include <vector>
+
+namespace emu::storage {
+class BlockBackend;
+}
 
 namespace emu::devices {
 
@@ -34,6 +40,11 @@ public:
     // The guest asked the emulator to exit with a status (isa-debug-exit):
     // the VM ends and whoever started it sees `status`.
     virtual void request_exit(int status) = 0;
+    // A disk device's request failed (BLOCK_IO_ERROR); with `stopping` the
+    // request is parked and the VM should stop until `cont`.
+    virtual void block_io_error(const BlockIoError& error) {}
+    // A removable drive's tray opened or closed (DEVICE_TRAY_MOVED).
+    virtual void tray_moved(const std::string& drive, const std::string& qdev, bool open) {}
 };
 
 class CharBackend;
@@ -57,6 +68,8 @@ struct MachineConfig {
     // The VM's character backends by chardev id, for devices with a
     // 'chardev' property (isa-debugcon).
     std::map<std::string, CharBackend*> chardevs;
+    // The VM's drives by id, for devices with a 'drive' property.
+    std::map<std::string, DriveConfig> drives;
     std::vector<DeviceConfig> devices;
     std::string rtc_base = "utc", rtc_clock = "host";
 };
@@ -90,9 +103,30 @@ public:
     // Stops vCPU `index` for a moment (if it runs) and reads its state;
     // nullopt if there is no such vCPU.
     virtual std::optional<CpuDump> dump_cpu(int index) { return std::nullopt; }
+    // `info lapic`: the local APIC of vCPU `index` and its thread's state.
+    virtual std::optional<std::string> dump_lapic(int index) { return std::nullopt; }
     // Runs `fn` with the machine's device lock held (chardev input reaching
     // a device from the daemon's loop).
     virtual void with_devices(const std::function<void()>& fn) { fn(); }
+
+    // Disk devices, for query-block and query-blockstats.
+    virtual std::vector<BlockDeviceInfo> block_devices() { return {}; }
+    // After `cont`: requests parked by werror/rerror=stop are retried.
+    virtual void resume_block_requests() {}
+    // The drive's image changed size (block_resize): the device tells the guest.
+    virtual void drive_resized(const std::string& drive) {}
+    // Waits for the disks' requests in flight (before the drives are closed).
+    virtual void drain_block_devices() {}
+    // Removable drives (ide-cd): eject the medium (a tray the guest locked
+    // refuses unless forced), or insert another one (nullptr: none).
+    virtual std::expected<void, std::string> eject_medium(const std::string& drive, bool force)
+    {
+        return std::unexpected("Device '" + drive + "' not found");
+    }
+    virtual std::expected<void, std::string> change_medium(const std::string& drive, storage::BlockBackend* medium)
+    {
+        return std::unexpected("Device '" + drive + "' not found");
+    }
 };
 
 struct MachineClass {

@@ -31,8 +31,10 @@ OUTDIR=${1:?usage: make-guest.sh OUTDIR}
 HERE=$(cd "$(dirname "$0")" && pwd)
 GUEST_SRC=$HERE/guest
 # Modules the kit's devices need; their dependencies are added (see below).
-# button + evdev: the ACPI power button reaches acpid (system_powerdown).
-WANTED_MODULES=(virtio virtio_ring virtio_pci virtio_blk button evdev)
+# button + evdev: the ACPI power button reaches acpid (system_powerdown);
+# ata_piix, sd_mod, sr_mod: IDE disks and CD-ROMs; ext4 (+ crc32c_generic,
+# which it asks for by name): the file systems the disk tests write.
+WANTED_MODULES=(virtio virtio_ring virtio_pci virtio_blk ata_piix sd_mod sr_mod crc32c_generic ext4 button evdev)
 
 say() { echo "make-guest: $*"; }
 die() { echo "make-guest: $*" >&2; exit 1; }

@@ -63,6 +63,12 @@ Result<void> BlockBackend::after_write()
     return {};
 }
 
+Result<void> BlockBackend::resize(uint64_t size)
+{
+    std::lock_guard lock(m_io);
+    return m_driver->resize(size, Preallocation::Off);
+}
+
 Result<void> BlockBackend::read(uint64_t offset, std::span<uint8_t> buf)
 {
     std::lock_guard lock(m_io);

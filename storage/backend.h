@@ -51,6 +51,8 @@ public:
     Result<void> discard(uint64_t offset, uint64_t bytes);
     Result<void> flush();
     Result<BlockStatus> block_status(uint64_t offset, uint64_t bytes);
+    // Grows or shrinks the image (block_resize); callers drain first.
+    Result<void> resize(uint64_t size);
 
     // The buffer must stay valid until the completion runs.
     void read_async(uint64_t offset, std::span<uint8_t> buf, Completion done);

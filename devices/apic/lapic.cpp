@@ -704,6 +704,22 @@ void LocalApic::write_lvt(int n, uint32_t value)
     update();
 }
 
+std::string LocalApic::describe() const
+{
+    std::string out = dump();
+    int64_t deadline = m_timer->deadline();
+    out += "timer: ";
+    if (deadline == kNoDeadline)
+        out += "not armed";
+    else
+        out += "fires in " + std::to_string((deadline - m_clock.now_ns()) / 1000) + " us";
+    out += ", current count " + std::to_string(current_count());
+    out += "\ninterrupt pending (deliverable): " + std::string(m_pending.load() ? "yes" : "no");
+    out += ", highest IRR " + std::to_string(highest(m_state.irr)) + ", highest ISR " +
+           std::to_string(highest(m_state.isr)) + ", PPR " + std::to_string(ppr()) + "\n";
+    return out;
+}
+
 std::string LocalApic::dump() const
 {
     return dump_state(LapicState::fields(), &m_state);

@@ -205,6 +205,9 @@ public:
 
     const LapicState& state() const { return m_state; }
     std::string dump() const;
+    // dump() plus what is live: the timer's deadline, the pending flag, the
+    // current count (`info lapic`).
+    std::string describe() const;
 
 private:
     uint64_t read(uint64_t offset);

@@ -34,19 +34,6 @@ size_t IdeIoTracker::in_flight()
     return m_count;
 }
 
-std::optional<BlockErrorAction> parse_block_error_action(std::string_view text)
-{
-    if (text == "report")
-        return BlockErrorAction::Report;
-    if (text == "ignore")
-        return BlockErrorAction::Ignore;
-    if (text == "stop")
-        return BlockErrorAction::Stop;
-    if (text == "enospc")
-        return BlockErrorAction::Enospc;
-    return std::nullopt;
-}
-
 } // namespace emu::devices
 
 namespace emu::devices::ide {

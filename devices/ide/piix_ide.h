@@ -52,6 +52,7 @@
 // drain() before destroying its BlockBackend.
 #pragma once
 
+#include "devices/block_device.h"
 #include "devices/pci/pci.h"
 #include "devices/state.h"
 #include "engine/irq.h"
@@ -86,11 +87,6 @@ template <class T>
 using IdeResult = std::expected<T, IdeError>;
 
 enum class IdeDriveKind : uint8_t { None, Disk, Cdrom };
-
-// -drive werror=/rerror=: what an I/O error does. Enospc stops on ENOSPC and
-// reports anything else.
-enum class BlockErrorAction : uint8_t { Report, Ignore, Stop, Enospc };
-std::optional<BlockErrorAction> parse_block_error_action(std::string_view text);
 
 struct IdeDriveConfig {
     IdeDriveKind kind = IdeDriveKind::None;

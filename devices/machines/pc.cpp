@@ -13,6 +13,8 @@
 #include "devices/machines/pc.h"
 
 #include "common/log.h"
+#include "devices/bus_master.h"
+#include "devices/machines/pc_disks.h"
 #include "devices/acpi/piix4_pm.h"
 #include "devices/acpi/tables.h"
 #include "devices/apic/ioapic.h"
@@ -24,6 +26,7 @@
 #include "devices/input/i8042.h"
 #include "devices/misc/isa_debug.h"
 #include "devices/misc/pc_testdev.h"
+#include "devices/props.h"
 #include "devices/pci/i440fx.h"
 #include "devices/pci/pci.h"
 #include "devices/pic/i8259.h"
@@ -150,10 +153,37 @@ public:
     void powerdown() override;
     std::vector<CpuInfo> cpus() const override;
     std::optional<CpuDump> dump_cpu(int index) override;
+    std::optional<std::string> dump_lapic(int index) override;
     void with_devices(const std::function<void()>& fn) override
     {
         std::lock_guard lock(m_dev);
         fn();
+    }
+    std::vector<BlockDeviceInfo> block_devices() override
+    {
+        std::lock_guard lock(m_dev);
+        return m_disks->infos();
+    }
+    void resume_block_requests() override
+    {
+        std::lock_guard lock(m_dev);
+        m_disks->resume_parked();
+    }
+    void drive_resized(const std::string& drive) override
+    {
+        std::lock_guard lock(m_dev);
+        m_disks->resized(drive);
+    }
+    void drain_block_devices() override { m_disks->drain(); }
+    std::expected<void, std::string> eject_medium(const std::string& drive, bool force) override
+    {
+        std::lock_guard lock(m_dev);
+        return m_disks->eject(drive, force);
+    }
+    std::expected<void, std::string> change_medium(const std::string& drive, storage::BlockBackend* medium) override
+    {
+        std::lock_guard lock(m_dev);
+        return m_disks->change(drive, medium);
     }
 
 private:
@@ -207,6 +237,8 @@ private:
     std::unique_ptr<Piix3> m_piix3;
     std::unique_ptr<Piix4Pm> m_pm;
     std::unique_ptr<FwCfg> m_fw_cfg;
+    std::unique_ptr<MachineBusMaster> m_bus_master; // DMA into guest RAM
+    std::unique_ptr<PcDisks> m_disks;               // after m_pci: unplugged before the bus goes
     std::vector<uint8_t> m_acpi_blob;
     uint64_t m_acpi_rsdp = 0;
     std::array<uint32_t, 16> m_isa_levels{}; // bit per source
@@ -275,6 +307,10 @@ void PcCpu::start_thread()
 
 void PcCpu::request_init()
 {
+    // A start-up IPI from before this INIT is void; one that arrives after it
+    // must survive until the vCPU thread has applied the INIT (under load the
+    // thread may run only after both SIPIs of the INIT-SIPI-SIPI sequence).
+    m_sipi_vector.store(-1, std::memory_order_release);
     m_init_request.store(true, std::memory_order_release);
     if (m_thread)
         m_thread->wake();
@@ -302,7 +338,6 @@ bool PcCpu::prepare()
         // INIT: the registers as after RESET, then wait for a start-up IPI
         // (the local APIC did its own INIT when it received the message).
         backend().reset();
-        m_sipi_vector.store(-1);
         m_wait_sipi = true;
     }
     if (!m_wait_sipi)
@@ -425,6 +460,20 @@ Expected<void> PcMachine::build()
     if (auto ok = build_devices(); !ok)
         return ok;
     if (auto ok = build_pci(); !ok)
+        return ok;
+    m_bus_master = std::make_unique<MachineBusMaster>(*m_memory, m_code, m_dev);
+    m_disks = std::make_unique<PcDisks>(PcDisks::Wiring{
+        .pci = *m_pci,
+        .memory = *m_bus_master,
+        .msi = [this](uint64_t address, uint32_t data) { m_lapic_bus.deliver_msi(address, data); },
+        .host = m_host,
+        .drives = m_config.drives,
+        .isa_irq = [this](int irq) { return isa_irq(irq); }});
+    // -device entries, now that the buses are there.
+    for (auto& device : m_config.devices)
+        if (auto ok = add_device(device); !ok)
+            return ok;
+    if (auto ok = m_disks->finish(*m_io_root); !ok)
         return ok;
     if (auto ok = build_firmware_tables(); !ok)
         return ok;
@@ -595,9 +644,6 @@ Expected<void> PcMachine::build_devices()
     if (auto ok = attach(m_port92->attach(*m_io_root), "port92"); !ok)
         return ok;
 
-    for (auto& device : m_config.devices)
-        if (auto ok = add_device(device); !ok)
-            return ok;
     return {};
 }
 
@@ -605,23 +651,10 @@ Expected<void> PcMachine::add_device(const DeviceConfig& device)
 {
     // Property names were checked against device_types() (vm_config does);
     // here the values are parsed.
-    auto number = [&](const char* prop, uint64_t fallback, uint64_t max) -> Expected<uint64_t> {
-        auto it = device.props.find(prop);
-        if (it == device.props.end())
-            return fallback;
-        std::string_view text = it->second;
-        int base = 10;
-        if (text.starts_with("0x") || text.starts_with("0X")) {
-            text.remove_prefix(2);
-            base = 16;
-        }
-        uint64_t value = 0;
-        auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value, base);
-        if (ec != std::errc() || end != text.data() + text.size() || text.empty() || value > max)
-            return std::unexpected(device.driver + ": property '" + prop + "' has an invalid value '" + it->second +
-                                   "'");
-        return value;
-    };
+    if (m_disks->handles(device.driver))
+        return m_disks->add(device);
+    DeviceProps props(device);
+    auto number = [&](const char* prop, uint64_t fallback, uint64_t max) { return props.number(prop, fallback, max); };
     auto mapped = [&](mem::Result<void> r) -> Expected<void> {
         if (!r)
             return std::unexpected(device.driver + ": " + r.error().message);
@@ -865,6 +898,7 @@ void PcMachine::reset_locked()
     // What the firmware would do: PCI interrupt routing, BARs, ACPI tables.
     m_pci->reset();
     m_piix3->firmware_setup();
+    m_disks->firmware_setup();
     m_io->write(I8259Pair::kElcrPort + 1, 0x0c, 1); // IRQ 10 and 11 (PIRQs) level-triggered
     if (int left = m_pci->assign_resources({.mem32_start = m_pci_hole}); left > 0)
         log_warn("pc: {} PCI BARs did not fit the PCI hole", left);
@@ -975,6 +1009,7 @@ void PcMachine::reset()
 {
     bool was_running = m_running;
     pause();
+    m_disks->drain(); // no device lock: completions take it
     {
         std::lock_guard lock(m_dev);
         reset_locked();
@@ -1016,6 +1051,20 @@ std::optional<CpuDump> PcMachine::dump_cpu(int index)
         dump.registers = x86::format_registers(s);
     });
     return dump;
+}
+
+std::optional<std::string> PcMachine::dump_lapic(int index)
+{
+    if (index < 0 || size_t(index) >= m_cpus.size())
+        return std::nullopt;
+    PcCpu& cpu = *m_cpus[size_t(index)];
+    std::string out;
+    {
+        std::lock_guard lock(m_dev);
+        out = cpu.apic().describe();
+    }
+    out += "vCPU thread: " + cpu.thread().describe() + "\n";
+    return out;
 }
 
 } // namespace

@@ -55,6 +55,7 @@
 // device lock; on_io_error and the MSI sink are called with it held.
 #pragma once
 
+#include "devices/block_device.h"
 #include "devices/virtio/virtio_pci.h"
 #include "storage/backend.h"
 
@@ -93,7 +94,6 @@ inline constexpr unsigned kCfgCapacity = 0x00, kCfgSizeMax = 0x08, kCfgSegMax = 
 } // namespace virtio_blk
 
 // -drive werror= / rerror= values.
-enum class BlockErrorAction : uint8_t { Report, Ignore, Stop, Enospc };
 
 // Properties (what -device virtio-blk-pci,... sets).
 struct VirtioBlkConfig {
@@ -130,16 +130,7 @@ struct VirtioBlkConfig {
 };
 
 // For query-blockstats (names as there).
-struct VirtioBlkStats {
-    uint64_t rd_bytes = 0, wr_bytes = 0, unmap_bytes = 0;
-    uint64_t rd_operations = 0, wr_operations = 0, flush_operations = 0, unmap_operations = 0;
-    uint64_t rd_total_time_ns = 0, wr_total_time_ns = 0, flush_total_time_ns = 0, unmap_total_time_ns = 0;
-    uint64_t failed_rd_operations = 0, failed_wr_operations = 0, failed_flush_operations = 0,
-             failed_unmap_operations = 0;
-    uint64_t invalid_rd_operations = 0, invalid_wr_operations = 0, invalid_flush_operations = 0,
-             invalid_unmap_operations = 0;
-    uint64_t wr_highest_offset = 0; // bytes: the end of the furthest write
-};
+using VirtioBlkStats = BlockStats;
 
 struct VirtioBlkState {
     uint8_t writeback = 0; // the cache mode the driver sees

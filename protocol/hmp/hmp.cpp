@@ -53,6 +53,15 @@ std::string format_cpus(const json& v)
     return out;
 }
 
+json lapic_args(const std::vector<std::string>& words)
+{
+    // `info lapic [N]`
+    json args = json::object();
+    if (words.size() > 2)
+        args["cpu-index"] = std::atoi(words[2].c_str());
+    return args;
+}
+
 json registers_args(const std::vector<std::string>& words)
 {
     // `info registers -a`: every vCPU; without it the monitor's CPU (0).
@@ -102,6 +111,115 @@ std::string format_ringbuf(const json& v)
 
 // "ringbuf_write DEVICE DATA": DATA is the rest of the line; a double-quoted
 // DATA takes C escapes (\n, \r, \t, \\, \").
+// QEMU 2.10's `info block`.
+std::string format_block(const json& v)
+{
+    std::string out;
+    for (auto& b : v) {
+        const json* ins = b.contains("inserted") ? &b["inserted"] : nullptr;
+        out += b.value("device", "");
+        if (ins) {
+            out += " (" + ins->value("node-name", "") + "): " + ins->value("file", "") + " (" + ins->value("drv", "") +
+                   (ins->value("ro", false) ? ", read-only" : "") + ")\n";
+        } else {
+            out += ": [not inserted]\n";
+        }
+        if (b.contains("qdev"))
+            out += "    Attached to:      " + b["qdev"].get<std::string>() + "\n";
+        if (b.value("removable", false))
+            out += std::string("    Removable device: ") + (b.value("locked", false) ? "locked" : "not locked") +
+                   ", tray " + (b.value("tray_open", false) ? "open" : "closed") + "\n";
+        if (b.value("io-status", "ok") != "ok")
+            out += "    I/O status:       " + b["io-status"].get<std::string>() + "\n";
+        if (ins) {
+            const json& cache = (*ins)["cache"];
+            std::string mode = cache.value("writeback", true) ? "writeback" : "writethrough";
+            if (cache.value("direct", false))
+                mode += ", direct";
+            if (cache.value("no-flush", false))
+                mode += ", ignore flushes";
+            out += "    Cache mode:       " + mode + "\n";
+            const json& image = (*ins)["image"];
+            if (image.contains("backing-filename"))
+                out += "    Backing file:     " + image["backing-filename"].get<std::string>() + " (chain depth: " +
+                       std::to_string(ins->value("backing_file_depth", 0)) + ")\n";
+            if (ins->value("detect_zeroes", "off") != "off")
+                out += "    Detect zeroes:    " + (*ins)["detect_zeroes"].get<std::string>() + "\n";
+        }
+        out += "\n";
+    }
+    return out;
+}
+
+// QEMU 2.10's `info blockstats`.
+std::string format_blockstats(const json& v)
+{
+    std::string out;
+    for (auto& b : v) {
+        const json& s = b["stats"];
+        out += b.value("device", "") + ":";
+        for (const char* key : {"rd_bytes", "wr_bytes", "rd_operations", "wr_operations", "flush_operations",
+                                "wr_total_time_ns", "rd_total_time_ns", "flush_total_time_ns", "rd_merged",
+                                "wr_merged"})
+            out += std::string(" ") + key + "=" + std::to_string(s.value(key, uint64_t(0)));
+        out += "\n";
+    }
+    return out;
+}
+
+// A size with an optional K/M/G/T suffix (binary, as the monitor's 'o' type).
+json size_word(const std::string& word)
+{
+    char* end = nullptr;
+    double n = strtod(word.c_str(), &end);
+    if (!end || end == word.c_str() || n < 0)
+        return word; // not a size: the QMP validation names the argument
+    uint64_t mult = 1;
+    switch (*end) {
+    case 'k': case 'K': mult = 1ull << 10; end++; break;
+    case 'm': case 'M': mult = 1ull << 20; end++; break;
+    case 'g': case 'G': mult = 1ull << 30; end++; break;
+    case 't': case 'T': mult = 1ull << 40; end++; break;
+    default: break;
+    }
+    if (*end == 'b' || *end == 'B')
+        end++;
+    if (*end)
+        return word;
+    return int64_t(n * double(mult));
+}
+
+json block_resize_args(const std::vector<std::string>& words)
+{
+    json args = json::object();
+    if (words.size() > 1)
+        args["device"] = words[1];
+    if (words.size() > 2)
+        args["size"] = size_word(words[2]);
+    return args;
+}
+
+json eject_args(const std::vector<std::string>& words)
+{
+    json args = json::object();
+    for (size_t i = 1; i < words.size(); i++) {
+        if (words[i] == "-f")
+            args["force"] = true;
+        else
+            args["device"] = words[i];
+    }
+    return args;
+}
+
+json change_args(const std::vector<std::string>& words)
+{
+    json args = json::object();
+    const char* keys[] = {"device", "target", "arg"};
+    for (size_t i = 1; i < words.size() && i <= 3; i++)
+        args[keys[i - 1]] = words[i];
+    return args;
+}
+
 json ringbuf_write_args(const std::vector<std::string>& words)
 {
     json args = json::object();
@@ -157,6 +275,9 @@ const std::vector<Command> k_commands = {
      ringbuf_write_args, nullptr},
     {"ringbuf_read", "", "device size", "read at most size bytes of a ringbuf chardev's output", "ringbuf-read",
      ringbuf_read_args, format_ringbuf},
+    {"block_resize", "", "device size", "resize a block image", "block_resize", block_resize_args, nullptr},
+    {"eject", "", "[-f] device", "eject a removable medium (use -f to force it)", "eject", eject_args, nullptr},
+    {"change", "", "device filename [format]", "change a removable medium", "change", change_args, nullptr},
 };
 
 const std::vector<Command> k_info = {
@@ -170,6 +291,9 @@ const std::vector<Command> k_info = {
      format_text},
     {"machines", "", "", "show the supported machine types", "query-machines", nullptr, format_machines},
     {"chardev", "", "", "show the character devices", "query-chardev", nullptr, format_chardevs},
+    {"block", "", "", "show the block devices", "query-block", nullptr, format_block},
+    {"lapic", "", "[cpu]", "show the local APIC state", "__org.emud_query-lapic", lapic_args, format_text},
+    {"blockstats", "", "", "show block device statistics", "query-blockstats", nullptr, format_blockstats},
 };
 
 std::vector<std::string> split_words(std::string_view line)

@@ -13,18 +13,21 @@ TEST_CASE("HMP commands call their QMP twins and format the result")
         called.push_back(cmd);
         if (cmd == "query-status")
             return json{{"running", false}, {"singlestep", false}, {"status", "prelaunch"}};
-        if (cmd == "query-cpus-fast")
-            return json::array({{{"cpu-index", 0}, {"thread-id", 11}}, {{"cpu-index", 1}, {"thread-id", 12}}});
+        if (cmd == "query-cpus")
+            return json::array({{{"CPU", 0}, {"current", true}, {"pc", 0xffffffff81000000ull}, {"halted", false},
+                                 {"thread_id", 11}},
+                                {{"CPU", 1}, {"current", false}, {"pc", 0x1000}, {"halted", true}, {"thread_id", 12}}});
         if (cmd == "cont")
             return qmp::fail("Resetting the Virtual Machine is required");
         return json::object();
     };
     CHECK(hmp::run("info status", exec) == "VM status: paused (prelaunch)\n");
-    CHECK(hmp::run("  info   cpus ", exec) == "* CPU #0: thread_id=11\n  CPU #1: thread_id=12\n");
+    CHECK(hmp::run("  info   cpus ", exec) == "* CPU #0: pc=0xffffffff81000000 thread_id=11\n"
+                                                "  CPU #1: pc=0x0000000000001000 (halted) thread_id=12\n");
     CHECK(hmp::run("c", exec) == "Error: Resetting the Virtual Machine is required\n");
     CHECK(hmp::run("stop", exec) == "");
     CHECK(hmp::run("q", exec) == "");
-    CHECK(called == std::vector<std::string>{"query-status", "query-cpus-fast", "cont", "stop", "quit"});
+    CHECK(called == std::vector<std::string>{"query-status", "query-cpus", "cont", "stop", "quit"});
     CHECK(hmp::run("bogus", exec) == "unknown command: 'bogus'\n");
     CHECK(hmp::run("info bogus", exec) == "unknown command: 'info bogus'\n");
     CHECK(hmp::run("", exec) == "");

@@ -104,10 +104,67 @@ TEST_CASE("chardevs and monitors")
     CHECK(err(R"({"monitors": [{"chardev": "nope"}]})") == "monitor: chardev 'nope' is not defined");
 }
 
+TEST_CASE("drives: interfaces, QEMU's ids and node names, the implied devices, and the refusals")
+{
+    using daemon::VmSpec;
+    auto spec_of = [](const char* text) {
+        auto spec = parse(json::parse(text));
+        REQUIRE(spec.has_value());
+        return *spec;
+    };
+    auto err = [](const char* text) { return error_of(json::parse(text)); };
+    VmSpec s = spec_of(R"({"drives": [{"file": "/a.qcow2", "if": "virtio"}, {"file": "/b.img", "index": "1"},
+                                      {"file": "/c.iso", "media": "cdrom", "index": "2"}, {"file": "", "media": "cdrom"},
+                                      {"file": "/d.img", "if": "none", "id": "disk9", "cache": "none",
+                                       "detect-zeroes": "on", "werror": "stop", "rerror": "ignore"}]})");
+    REQUIRE(s.drives.size() == 5);
+    CHECK(s.drives[0].id == "virtio0");
+    CHECK(s.drives[1].id == "ide0-hd1");
+    CHECK(s.drives[2].id == "ide1-cd0");
+    CHECK(s.drives[2].read_only);
+    CHECK(s.drives[3].id == "ide0-cd0"); // the first free place, an empty CD-ROM
+    CHECK(s.drives[3].file.empty());
+    CHECK(s.drives[4].id == "disk9");
+    CHECK(s.drives[4].cache == storage::CacheMode::None);
+    CHECK(s.drives[4].detect_zeroes == storage::DetectZeroes::On);
+    CHECK(s.drives[4].werror == devices::BlockErrorAction::Stop);
+    CHECK(s.drives[4].rerror == devices::BlockErrorAction::Ignore);
+    CHECK(s.drives[0].node_name == "#block100");
+    // if=virtio and if=ide imply their devices; if=none waits for a -device.
+    REQUIRE(s.machine.devices.size() == 4);
+    CHECK(s.machine.devices[0].driver == "virtio-blk-pci");
+    CHECK(s.machine.devices[0].props.at("drive") == "virtio0");
+    CHECK(s.machine.devices[2].driver == "ide-cd");
+    CHECK(s.machine.devices[2].props.at("bus") == "ide.1");
+    // -snapshot: every writable drive with a file gets an overlay.
+    VmSpec snap = spec_of(R"({"snapshot": true, "drives": [{"file": "/a.img"}, {"file": "/b.img", "readonly": "on"}]})");
+    CHECK(snap.drives[0].snapshot);
+    CHECK_FALSE(snap.drives[1].snapshot);
+
+    CHECK(err(R"({"drives": [{"file": "/a", "if": "scsi"}]})") ==
+          "drive: if=scsi is not supported yet (supported: ide, virtio, none)");
+    CHECK(err(R"({"drives": [{"file": "/a", "format": "vmdk"}]})") ==
+          "drive: format 'vmdk' is not supported yet (supported: raw, qcow2)");
+    CHECK(err(R"({"drives": [{"file": "/a", "copy-on-read": "on"}]})") ==
+          "drive: option 'copy-on-read' is not supported yet");
+    CHECK(err(R"({"drives": [{"file": "/a", "index": "4"}]})") ==
+          "drive: IDE bus 2 unit 0 does not exist (2 buses of 2 units: index 0-3)");
+    CHECK(err(R"({"drives": [{"file": "/a", "index": "0"}, {"file": "/b", "index": "0"}]})") ==
+          "drive: IDE bus 0 unit 0 is already in use");
+    CHECK(err(R"({"drives": [{"file": "/a", "if": "virtio", "id": "x"}, {"file": "/b", "if": "none", "id": "x"}]})") ==
+          "drive: Duplicate ID 'x' for drive");
+    CHECK(err(R"({"drives": [{"file": "/a", "werror": "panic"}]})") == "drive: 'panic' invalid write error action");
+    CHECK(err(R"({"drives": [{"if": "virtio"}]})") == "drive: a disk needs a file (only a cdrom may be empty)");
+    CHECK(err(R"({"drives": [{"file": "/a", "detect-zeroes": "unmap"}]})") ==
+          "drive: setting detect-zeroes to unmap is not allowed without setting discard operation to unmap");
+    CHECK(err(R"({"devices": [{"driver": "virtio-blk-pci", "props": {"drive": "nope"}}]})") ==
+          "device 'virtio-blk-pci': drive 'nope' not found");
+}
+
 TEST_CASE("sections without a subsystem yet are refused by name")
 {
     auto err = [](const char* text) { return error_of(json::parse(text)); };
-    CHECK(err(R"({"drives": [{"file": "/x.img"}]})") == "drives: block devices are not supported yet");
+    CHECK(err(R"({"blockdevs": [{"driver": "raw"}]})") == "blockdevs: block devices are not supported yet");
     CHECK(err(R"({"netdevs": [{"type": "user"}]})") == "netdevs: network backends are not supported yet");
     CHECK(err(R"({"vnc": {"display": ":1"}})") == "vnc: the VNC server is not supported yet");
     CHECK(err(R"({"devices": [{"driver": "e1000"}]})") == "'e1000' is not a valid device model name");

@@ -4,11 +4,22 @@
 #include "daemon/vm.h"
 #include "protocol/hmp/hmp.h"
 
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+
 namespace emu::daemon {
 
 using nlohmann::json;
 
 namespace {
+
+std::string hex(uint64_t v)
+{
+    char buf[24];
+    snprintf(buf, sizeof buf, "0x%llx", static_cast<unsigned long long>(v));
+    return buf;
+}
 
 qmp::Result<json> done(qmp::Result<void> r)
 {
@@ -79,6 +90,49 @@ void register_vm_commands(Dispatcher& d)
         if (!text)
             return qmp::fail("CPU " + std::to_string(index) + " not found");
         return json{{"human-readable-text", *text}};
+    });
+    d.add("pmemsave", [](Context& ctx, const json& args) -> qmp::Result<json> {
+        uint64_t addr = args["val"].get<uint64_t>();
+        int64_t size = args["size"].get<int64_t>();
+        std::string file = args["filename"].get<std::string>();
+        if (size < 0 || size > (int64_t(4) << 30))
+            return qmp::fail("pmemsave: size " + std::to_string(size) + " is not in 0..4 GiB");
+        FILE* f = fopen(file.c_str(), "wb");
+        if (!f)
+            return qmp::fail("Could not open '" + file + "': " + strerror(errno));
+        std::vector<uint8_t> chunk(1 << 20);
+        for (int64_t done = 0; done < size;) {
+            size_t n = size_t(std::min<int64_t>(size - done, int64_t(chunk.size())));
+            if (!ctx.vm->machine().read_physical(addr + uint64_t(done), chunk.data(), n)) {
+                fclose(f);
+                return qmp::fail("pmemsave: guest physical " + hex(addr + uint64_t(done)) + "..+" +
+                                 std::to_string(n) + " is not all RAM");
+            }
+            if (fwrite(chunk.data(), 1, n, f) != n) {
+                fclose(f);
+                return qmp::fail("Error writing to '" + file + "': " + strerror(errno));
+            }
+            done += int64_t(n);
+        }
+        if (fclose(f) != 0)
+            return qmp::fail("Error writing to '" + file + "': " + strerror(errno));
+        return json::object();
+    });
+    d.add("__org.emud_read-physical", [](Context& ctx, const json& args) -> qmp::Result<json> {
+        uint64_t addr = args["address"].get<uint64_t>();
+        int64_t size = args["size"].get<int64_t>();
+        if (size < 0 || size > 65536)
+            return qmp::fail("size " + std::to_string(size) + " is not in 0..65536");
+        std::vector<uint8_t> buf(static_cast<size_t>(size));
+        if (!ctx.vm->machine().read_physical(addr, buf.data(), buf.size()))
+            return qmp::fail("guest physical " + hex(addr) + "..+" + std::to_string(size) + " is not all RAM");
+        static const char digits[] = "0123456789abcdef";
+        std::string text;
+        for (uint8_t b : buf) {
+            text += digits[b >> 4];
+            text += digits[b & 15];
+        }
+        return json{{"data", text}};
     });
     d.add("stop", [](Context& ctx, const json&) { return done(ctx.vm->stop()); });
     d.add("cont", [](Context& ctx, const json&) { return done(ctx.vm->cont()); });

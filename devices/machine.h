@@ -103,6 +103,9 @@ public:
     // Stops vCPU `index` for a moment (if it runs) and reads its state;
     // nullopt if there is no such vCPU.
     virtual std::optional<CpuDump> dump_cpu(int index) { return std::nullopt; }
+    // Guest physical memory for pmemsave and `xp`: RAM and ROM only (device
+    // registers are not read behind the guest's back); false where none.
+    virtual bool read_physical(uint64_t gpa, void* buf, uint64_t len) { return false; }
     // `info lapic`: the local APIC of vCPU `index` and its thread's state.
     virtual std::optional<std::string> dump_lapic(int index) { return std::nullopt; }
     // Runs `fn` with the machine's device lock held (chardev input reaching

@@ -154,6 +154,7 @@ public:
     std::vector<CpuInfo> cpus() const override;
     std::optional<CpuDump> dump_cpu(int index) override;
     std::optional<std::string> dump_lapic(int index) override;
+    bool read_physical(uint64_t gpa, void* buf, uint64_t len) override { return m_bus_master->read(gpa, buf, len); }
     void with_devices(const std::function<void()>& fn) override
     {
         std::lock_guard lock(m_dev);

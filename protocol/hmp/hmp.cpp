@@ -1,6 +1,7 @@
 #include "protocol/hmp/hmp.h"
 
 #include <algorithm>
+#include <cctype>
 #include <cstdio>
 #include <cstdlib>
 #include <sstream>
@@ -51,6 +52,72 @@ std::string format_cpus(const json& v)
                " thread_id=" + std::to_string(cpu.value("thread_id", 0)) + "\n";
     }
     return out;
+}
+
+// `xp /FMT ADDR`: FMT is [COUNT][x|d|u][b|h|w|g] (hex words by default).
+struct XpFormat {
+    unsigned count = 1, size = 4;
+    char base = 'x';
+};
+
+XpFormat xp_format(const std::vector<std::string>& words)
+{
+    XpFormat f;
+    if (words.size() < 3 || words[1].empty() || words[1][0] != '/')
+        return f;
+    const char* p = words[1].c_str() + 1;
+    if (std::isdigit(static_cast<unsigned char>(*p)))
+        f.count = unsigned(std::strtoul(p, const_cast<char**>(&p), 10));
+    for (; *p; p++) {
+        switch (*p) {
+        case 'x': case 'd': case 'u': f.base = *p; break;
+        case 'b': f.size = 1; break;
+        case 'h': f.size = 2; break;
+        case 'w': f.size = 4; break;
+        case 'g': f.size = 8; break;
+        default: break;
+        }
+    }
+    f.count = std::min(f.count, 65536u / f.size);
+    return f;
+}
+
+// QEMU's layout: "ADDRESS: v v v v", 16 bytes a line.
+std::string run_xp(const std::vector<std::string>& words, const Executor& execute)
+{
+    XpFormat f = xp_format(words);
+    std::string addr_word = words.size() >= 3 ? words[2] : words.size() == 2 ? words[1] : std::string();
+    if (addr_word.empty())
+        return "xp: an address is needed (xp /FMT ADDR)\n";
+    uint64_t addr = std::strtoull(addr_word.c_str(), nullptr, 0);
+    auto r = execute("__org.emud_read-physical", {{"address", addr}, {"size", f.count * f.size}});
+    if (!r)
+        return "Error: " + r.error().desc + "\n";
+    std::string hexdata = (*r)["data"].get<std::string>();
+    std::string out;
+    unsigned per_line = 16 / f.size;
+    for (unsigned i = 0; i < f.count; i++) {
+        if (i % per_line == 0) {
+            char head[32];
+            std::snprintf(head, sizeof head, "%s%016llx:", i ? "\n" : "",
+                          static_cast<unsigned long long>(addr + uint64_t(i) * f.size));
+            out += head;
+        }
+        uint64_t v = 0;
+        for (unsigned b = 0; b < f.size; b++)
+            v |= uint64_t(std::stoul(hexdata.substr((i * f.size + b) * 2, 2), nullptr, 16)) << (8 * b);
+        char cell[32];
+        if (f.base == 'x')
+            std::snprintf(cell, sizeof cell, " 0x%0*llx", int(f.size * 2), static_cast<unsigned long long>(v));
+        else if (f.base == 'u')
+            std::snprintf(cell, sizeof cell, " %llu", static_cast<unsigned long long>(v));
+        else {
+            int64_t sv = f.size == 8 ? int64_t(v) : int64_t(v << (64 - 8 * f.size)) >> (64 - 8 * f.size);
+            std::snprintf(cell, sizeof cell, " %lld", static_cast<long long>(sv));
+        }
+        out += cell;
+    }
+    return out + "\n";
 }
 
 json lapic_args(const std::vector<std::string>& words)
@@ -278,6 +345,7 @@ const std::vector<Command> k_commands = {
     {"block_resize", "", "device size", "resize a block image", "block_resize", block_resize_args, nullptr},
     {"eject", "", "[-f] device", "eject a removable medium (use -f to force it)", "eject", eject_args, nullptr},
     {"change", "", "device filename [format]", "change a removable medium", "change", change_args, nullptr},
+    {"xp", "", "/fmt addr", "physical memory dump starting at 'addr'", "__org.emud_read-physical", nullptr, nullptr},
 };
 
 const std::vector<Command> k_info = {
@@ -378,6 +446,8 @@ std::string run(std::string_view line, const Executor& execute)
         return "unknown command: '" + words[0] + "'\n";
     if (c->name == "help")
         return help_text(words);
+    if (c->name == "xp")
+        return run_xp(words, execute);
     if (c->name == "info") {
         if (words.size() < 2)
             return help_text({"help", "info"});

@@ -51,6 +51,8 @@ public:
     Result<void> discard(uint64_t offset, uint64_t bytes);
     Result<void> flush();
     Result<BlockStatus> block_status(uint64_t offset, uint64_t bytes);
+    // Through the backing chain (block_status_above()), under the backend's lock.
+    Result<BlockStatus> block_status_above(uint64_t offset, uint64_t bytes);
 
     // The buffer must stay valid until the completion runs.
     void read_async(uint64_t offset, std::span<uint8_t> buf, Completion done);

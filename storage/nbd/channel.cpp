@@ -186,7 +186,8 @@ Result<void> BufferChannel::read(std::span<uint8_t> buf)
         m_pos = m_input.size();
         return fail("connection closed by the peer", k_peer_closed);
     }
-    std::memcpy(buf.data(), m_input.data() + m_pos, buf.size());
+    if (!buf.empty())
+        std::memcpy(buf.data(), m_input.data() + m_pos, buf.size());
     m_pos += buf.size();
     return {};
 }

@@ -51,7 +51,7 @@ Result<std::vector<ListenSocket>> listen_unix(const std::string& path, int backl
     auto sun = unix_address(path);
     if (!sun)
         return std::unexpected(sun.error());
-    struct stat st { };
+    struct stat st {};
     if (lstat(path.c_str(), &st) == 0) {
         if (!S_ISSOCK(st.st_mode))
             return fail(fmt::format("cannot listen on unix:{}: the path exists and is not a socket", path), EEXIST);

@@ -43,7 +43,7 @@ Result<void> Channel::start_tls(const TlsCredentials&, const std::string&)
 // --- SocketChannel -------------------------------------------------------------
 
 SocketChannel::SocketChannel(int fd) : m_fd(fd)
-{ }
+{}
 
 SocketChannel::~SocketChannel()
 {

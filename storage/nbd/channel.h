@@ -87,7 +87,7 @@ class BufferChannel final : public Channel {
 public:
     explicit BufferChannel(std::vector<uint8_t> input, size_t output_cap = 1 << 20)
         : m_input(std::move(input)), m_output_cap(output_cap)
-    { }
+    {}
 
     using Channel::write;
     Result<void> read(std::span<uint8_t> buf) override;

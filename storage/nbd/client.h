@@ -58,7 +58,7 @@ public:
     void disconnect();
 
 private:
-    explicit NbdClient(NbdTarget target) : m_target(std::move(target)) { }
+    explicit NbdClient(NbdTarget target) : m_target(std::move(target)) {}
     Result<void> open_channel();
     Result<void> handshake(bool list_only);
     Result<void> negotiate_export();
@@ -116,7 +116,7 @@ public:
 private:
     NbdDriver(std::string name, std::unique_ptr<NbdClient> client, bool read_only)
         : m_name(std::move(name)), m_client(std::move(client)), m_read_only(read_only)
-    { }
+    {}
     Result<void> in_bounds(uint64_t offset, uint64_t bytes) const;
     Result<void> writable() const;
 

@@ -21,7 +21,7 @@ namespace emu::storage::nbd {
 // yield zeroes, so a parser checks `ok()` once at the end.
 class ByteReader {
 public:
-    explicit ByteReader(std::span<const uint8_t> data) : m_data(data) { }
+    explicit ByteReader(std::span<const uint8_t> data) : m_data(data) {}
 
     uint8_t u8();
     uint16_t u16();

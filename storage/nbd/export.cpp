@@ -72,12 +72,26 @@ Result<void> Export::write(uint64_t offset, std::span<const uint8_t> buf)
 
 Result<void> Export::write_zeroes(uint64_t offset, uint64_t bytes, bool may_unmap)
 {
+    forget_data();
     return m_backend->write_zeroes(m_offset + offset, bytes, may_unmap);
 }
 
 Result<void> Export::discard(uint64_t offset, uint64_t bytes)
 {
+    forget_data();
     return m_backend->discard(m_offset + offset, bytes);
+}
+
+void Export::forget_data()
+{
+    std::lock_guard lock(m_cache_mutex);
+    m_data_start = m_data_end = 0;
+}
+
+bool Export::known_data(uint64_t offset, uint64_t bytes) const
+{
+    std::lock_guard lock(m_cache_mutex);
+    return offset >= m_data_start && offset <= m_data_end && bytes <= m_data_end - offset;
 }
 
 Result<void> Export::flush()
@@ -87,7 +101,13 @@ Result<void> Export::flush()
 
 Result<BlockStatus> Export::status(uint64_t offset, uint64_t bytes)
 {
-    return m_backend->block_status_above(m_offset + offset, bytes);
+    auto st = m_backend->block_status_above(m_offset + offset, bytes);
+    if (st && st->data && !st->zero && st->length > 0) {
+        std::lock_guard lock(m_cache_mutex);
+        m_data_start = offset;
+        m_data_end = offset + std::min(st->length, m_size - offset);
+    }
+    return st;
 }
 
 bool Export::attach()

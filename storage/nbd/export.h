@@ -46,6 +46,10 @@ public:
     Result<void> flush();
     // The status of a prefix of [offset, offset+bytes) through the backing chain.
     Result<BlockStatus> status(uint64_t offset, uint64_t bytes);
+    // Is the range inside the last run status() found stored as data? (Reads
+    // then need no status query. A stale answer is harmless: the range is
+    // read and sent as data, which is always correct.)
+    bool known_data(uint64_t offset, uint64_t bytes) const;
 
     // Sessions in transmission on this export.
     bool attach(); // false once the export is being removed
@@ -58,6 +62,7 @@ public:
 
 private:
     Export() = default;
+    void forget_data();
     std::string m_name;
     std::string m_description;
     std::shared_ptr<BlockBackend> m_backend;
@@ -65,6 +70,9 @@ private:
     uint64_t m_offset = 0;
     uint64_t m_size = 0;
     std::optional<bool> m_multi_conn;
+
+    mutable std::mutex m_cache_mutex;
+    uint64_t m_data_start = 0, m_data_end = 0;
 
     mutable std::mutex m_mutex;
     std::condition_variable m_idle;

@@ -58,7 +58,7 @@ struct ServerOptions {
     // with NBD_REP_ERR_TLS_REQD until the client has upgraded.
     std::shared_ptr<TlsCredentials> tls;
     std::chrono::milliseconds handshake_timeout{10000}; // 0: none
-    size_t max_queued_bytes = 32u << 20;                // buffered replies per client
+    size_t max_queued_bytes = 2u << 20;                 // buffered replies per client
     std::function<void(const ServerEvent&)> on_event;
 };
 

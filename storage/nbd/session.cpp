@@ -15,7 +15,7 @@ void OutMessage::add_meta(std::span<const uint8_t> bytes)
 
 ServerSession::ServerSession(const SessionConfig& config, std::unique_ptr<Channel> channel, std::string peer)
     : m_config(config), m_channel(std::move(channel)), m_peer(std::move(peer))
-{ }
+{}
 
 ServerSession::~ServerSession()
 {

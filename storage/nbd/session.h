@@ -34,7 +34,7 @@ struct SessionConfig {
     std::shared_ptr<TlsCredentials> tls;                // set: TLS is required (the server refuses plaintext)
     bool multi_conn = true;                             // the server takes more than one client
     std::chrono::milliseconds handshake_timeout{10000}; // 0: none
-    size_t max_queued_bytes = 32u << 20;                // reply bytes buffered before the reader waits
+    size_t max_queued_bytes = 2u << 20;                 // reply bytes buffered before the reader waits
     bool shutting_down = false;                         // refuse options with NBD_REP_ERR_SHUTDOWN
 };
 
@@ -48,7 +48,8 @@ struct OutMessage {
     };
     std::vector<uint8_t> meta;
     std::unique_ptr<uint8_t[]> data;
-    size_t data_size = 0;
+    size_t data_size = 0;     // bytes of `data` in use
+    size_t data_capacity = 0; // bytes allocated (buffers are recycled)
     std::vector<Piece> pieces;
 
     void add_meta(std::span<const uint8_t> bytes);
@@ -92,7 +93,7 @@ private:
     // --- transmission (transmission.cpp)
     Result<void> transmit();
     Result<bool> serve_one();
-    Result<void> serve(const Request& req, std::unique_ptr<uint8_t[]> payload);
+    Result<void> serve(const Request& req, const uint8_t* payload);
     uint32_t check(const Request& req, std::string& why) const;
     Result<void> serve_read(const Request& req);
     Result<void> serve_write_zeroes(const Request& req);
@@ -104,6 +105,10 @@ private:
     Result<void> send(OutMessage msg);
     Result<void> write_now(const OutMessage& msg);
     void writer_loop();
+    // Data buffers are recycled: a fresh allocation per request costs page
+    // faults that show in the throughput.
+    std::unique_ptr<uint8_t[]> take_buffer(size_t size, size_t& capacity);
+    void give_buffer(std::unique_ptr<uint8_t[]> buffer, size_t capacity);
     // Ends the writer: after sending what is queued (bounded in time) or at once.
     void stop_writer(bool graceful = false);
 
@@ -135,6 +140,10 @@ private:
     bool m_writer_done = false;
     Error m_write_error;
     std::atomic<bool> m_shutdown{false};
+
+    std::mutex m_pool_mutex;
+    std::vector<std::pair<std::unique_ptr<uint8_t[]>, size_t>> m_pool;
+    size_t m_pool_bytes = 0;
 };
 
 } // namespace emu::storage::nbd

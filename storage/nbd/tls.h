@@ -36,7 +36,7 @@ public:
     void* context() const { return m_ctx; } // SSL_CTX*
 
 private:
-    TlsCredentials(const TlsOptions& options, void* ctx) : m_options(options), m_ctx(ctx) { }
+    TlsCredentials(const TlsOptions& options, void* ctx) : m_options(options), m_ctx(ctx) {}
     TlsOptions m_options;
     void* m_ctx;
 };

@@ -19,6 +19,11 @@ constexpr uint64_t k_min_hole = 4096;
 constexpr size_t k_max_read_runs = 64;
 constexpr size_t k_max_extents = 1024;
 constexpr size_t k_cache_chunk = 1u << 20;
+// Recycled data buffers: sizes rounded up to 64 KiB; at most 48 of them and
+// 64 MiB kept per client.
+constexpr size_t k_buffer_granule = 64u << 10;
+constexpr size_t k_pool_buffers = 48;
+constexpr size_t k_pool_bytes = 64u << 20;
 
 struct Run {
     uint64_t start = 0; // relative to the request's offset
@@ -79,11 +84,17 @@ Result<bool> ServerSession::serve_one()
             return fail(
                 fmt::format("NBD_CMD_WRITE of {} bytes is larger than the {} byte limit", req->length, k_max_payload),
                 EPROTO);
-        payload.reset(new uint8_t[std::max<uint32_t>(req->length, 1)]);
+        size_t capacity = 0;
+        payload = take_buffer(std::max<uint32_t>(req->length, 1), capacity);
         if (auto r = m_channel->read(std::span<uint8_t>(payload.get(), req->length)); !r)
             return std::unexpected(r.error());
+        auto r = serve(*req, payload.get());
+        give_buffer(std::move(payload), capacity);
+        if (!r)
+            return std::unexpected(r.error());
+        return true;
     }
-    if (auto r = serve(*req, std::move(payload)); !r)
+    if (auto r = serve(*req, nullptr); !r)
         return std::unexpected(r.error());
     return true;
 }
@@ -140,7 +151,7 @@ uint32_t ServerSession::check(const Request& req, std::string& why) const
     return 0;
 }
 
-Result<void> ServerSession::serve(const Request& req, std::unique_ptr<uint8_t[]> payload)
+Result<void> ServerSession::serve(const Request& req, const uint8_t* payload)
 {
     std::string why;
     if (uint32_t error = check(req, why))
@@ -156,7 +167,7 @@ Result<void> ServerSession::serve(const Request& req, std::unique_ptr<uint8_t[]>
     case Cmd::Write:
         if (req.length == 0)
             return reply_ok(req);
-        return reply_result(req, then_flush(m_export->write(req.offset, {payload.get(), req.length})));
+        return reply_result(req, then_flush(m_export->write(req.offset, {payload, req.length})));
     case Cmd::Flush: return reply_result(req, m_export->flush());
     case Cmd::Trim:
         if (req.length == 0)
@@ -180,7 +191,7 @@ Result<void> ServerSession::serve_read(const Request& req)
             m.add_meta(encode_simple_reply(0, req.cookie));
         return send(std::move(m));
     }
-    m.data.reset(new uint8_t[req.length]);
+    m.data = take_buffer(req.length, m.data_capacity);
     m.data_size = req.length;
     uint8_t* data = m.data.get();
     if (!m_structured) {
@@ -193,9 +204,13 @@ Result<void> ServerSession::serve_read(const Request& req)
     // Data and hole runs along the allocation (DF: one data chunk).
     std::vector<Run> runs;
     uint64_t pos = 0;
-    if (!(req.flags & k_cmd_df)) {
+    if (m_export->known_data(req.offset, req.length)) {
+        pos = req.length; // inside the data run found last time: no holes to look for
+        runs.push_back({0, req.length, false});
+    } else if (!(req.flags & k_cmd_df)) {
         while (pos < req.length && runs.size() < k_max_read_runs) {
-            auto st = m_export->status(req.offset + pos, req.length - pos);
+            // Asked to the end of the export: a long data run is remembered for the next reads.
+            auto st = m_export->status(req.offset + pos, m_export->size() - (req.offset + pos));
             if (!st || st->length == 0)
                 break;
             uint64_t n = std::min<uint64_t>(st->length, req.length - pos);
@@ -332,6 +347,34 @@ Result<void> ServerSession::reply_result(const Request& req, const Result<void>&
     return reply_error(req, error, fmt::format("{} failed: {}", cmd_name(req.type), nbd_error_text(error)));
 }
 
+std::unique_ptr<uint8_t[]> ServerSession::take_buffer(size_t size, size_t& capacity)
+{
+    {
+        // The buffer given back last is the likeliest to be in the CPU's cache.
+        std::lock_guard lock(m_pool_mutex);
+        for (size_t i = m_pool.size(); i-- > 0;) {
+            if (m_pool[i].second >= size) {
+                auto buffer = std::move(m_pool[i].first);
+                capacity = m_pool[i].second;
+                m_pool_bytes -= capacity;
+                m_pool.erase(m_pool.begin() + ptrdiff_t(i));
+                return buffer;
+            }
+        }
+    }
+    capacity = (size + k_buffer_granule - 1) / k_buffer_granule * k_buffer_granule;
+    return std::unique_ptr<uint8_t[]>(new uint8_t[capacity]);
+}
+
+void ServerSession::give_buffer(std::unique_ptr<uint8_t[]> buffer, size_t capacity)
+{
+    std::lock_guard lock(m_pool_mutex);
+    if (m_pool.size() >= k_pool_buffers || m_pool_bytes + capacity > k_pool_bytes)
+        return; // freed
+    m_pool_bytes += capacity;
+    m_pool.emplace_back(std::move(buffer), capacity);
+}
+
 Result<void> ServerSession::write_now(const OutMessage& msg)
 {
     std::vector<std::span<const uint8_t>> spans;
@@ -374,6 +417,8 @@ void ServerSession::writer_loop()
         m_queue.pop_front();
         lock.unlock();
         auto r = write_now(msg);
+        if (msg.data)
+            give_buffer(std::move(msg.data), msg.data_capacity);
         lock.lock();
         m_queued_bytes -= msg.bytes();
         if (!r) {

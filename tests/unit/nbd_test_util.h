@@ -100,7 +100,7 @@ struct Replies {
     const std::vector<uint8_t>& out;
     size_t pos = 0;
 
-    explicit Replies(const std::vector<uint8_t>& o) : out(o) { }
+    explicit Replies(const std::vector<uint8_t>& o) : out(o) {}
     size_t left() const { return out.size() - pos; }
     std::span<const uint8_t> take(size_t n)
     {

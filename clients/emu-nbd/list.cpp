@@ -71,6 +71,11 @@ int list_exports(const Options& o, const std::shared_ptr<nbd::TlsCredentials>&, 
         std::printf("  min block: %u\n", e.min_block);
         std::printf("  opt block: %u\n", e.preferred_block);
         std::printf("  max block: %u\n", e.max_block);
+        if (e.contexts) {
+            std::printf("  available meta contexts: %zu\n", e.contexts->size());
+            for (const auto& c : *e.contexts)
+                std::printf("   %s\n", c.c_str());
+        }
     }
     return 0;
 }

@@ -245,6 +245,12 @@ Result<std::vector<ExportListing>> NbdClient::list(const NbdTarget& target)
         return std::unexpected(r.error());
     if (auto r = c->handshake(true); !r)
         return std::unexpected(r.error());
+    if (c->send_option(Option::StructuredReply)) {
+        auto sr = c->read_option_reply(Option::StructuredReply);
+        if (!sr)
+            return std::unexpected(sr.error());
+        c->m_structured = Rep(sr->type) == Rep::Ack;
+    }
     auto out = c->list_exports();
     if (c->send_option(Option::Abort))
         (void)c->read_option_reply(Option::Abort);
@@ -296,6 +302,25 @@ Result<std::vector<ExportListing>> NbdClient::list_exports()
                 e.preferred_block = rd.u32();
                 e.max_block = rd.u32();
             }
+        }
+        if (!m_structured)
+            continue;
+        if (auto r = send_option(Option::ListMetaContext, encode_meta_context_request(e.name, {})); !r)
+            return std::unexpected(r.error());
+        std::vector<std::string> contexts;
+        while (true) {
+            auto reply = read_option_reply(Option::ListMetaContext);
+            if (!reply)
+                return std::unexpected(reply.error());
+            if (Rep(reply->type) == Rep::MetaContext) {
+                ByteReader rd(reply->data);
+                rd.u32();
+                contexts.push_back(rd.str(rd.remaining()));
+                continue;
+            }
+            if (Rep(reply->type) == Rep::Ack)
+                e.contexts = std::move(contexts);
+            break;
         }
     }
     return out;

@@ -25,7 +25,8 @@ struct ExportListing {
     uint64_t size = 0;
     uint16_t flags = 0;
     uint32_t min_block = 1, preferred_block = 4096, max_block = k_max_payload;
-    bool info = false; // size and flags known (NBD_OPT_INFO answered)
+    bool info = false;                                // size and flags known (NBD_OPT_INFO answered)
+    std::optional<std::vector<std::string>> contexts; // NBD_OPT_LIST_META_CONTEXT, when answered
 };
 
 class NbdClient {
@@ -33,7 +34,9 @@ public:
     // Connects and negotiates; errors name the target ("nbd://h:1/x: server
     // refused export 'x': No such export").
     static Result<std::unique_ptr<NbdClient>> connect(const NbdTarget& target);
-    // NBD_OPT_LIST, then NBD_OPT_INFO on each export, then NBD_OPT_ABORT.
+    // NBD_OPT_LIST, then NBD_OPT_INFO and NBD_OPT_LIST_META_CONTEXT on each
+    // export (with structured replies negotiated, as a client that goes on
+    // would), then NBD_OPT_ABORT.
     static Result<std::vector<ExportListing>> list(const NbdTarget& target);
     ~NbdClient(); // sends NBD_CMD_DISC when the connection is sound
 

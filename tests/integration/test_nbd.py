@@ -256,6 +256,15 @@ class NbdTest(unittest.TestCase):
         self.assertEqual(e["block_size_maximum"], 32 * MiB)
         self.assertIn("base:allocation", e["contexts"])
 
+    @unittest.skipUnless(QEMU_NBD, "qemu-nbd is not installed")
+    def test_list_as_qemu_nbd_lists(self):
+        sock, _ = self.emu_nbd_unix("-D", "a test disk", "-f", "raw", "-e", "0")
+        self.assertEqual(run(EMU_NBD, "-L", "-k", sock).stdout, run(QEMU_NBD, "-L", "-k", sock).stdout)
+        qsock = self.path("list.sock")
+        self.start("-t", "-e", "4", "-k", qsock, "-x", "q", "-D", "qemu's", "-f", "raw", "-r", self.ref,
+                   program=QEMU_NBD, sock=qsock)
+        self.assertEqual(run(EMU_NBD, "-L", "-k", qsock).stdout, run(QEMU_NBD, "-L", "-k", qsock).stdout)
+
     @unittest.skipUnless(NBDINFO and QEMU_NBD, "nbdinfo or qemu-nbd is not installed")
     def test_nbdinfo_map_matches_qemu_nbd(self):
         qcow2 = self.path("disk.qcow2")

@@ -8,8 +8,10 @@
 #include "storage/nbd/client.h"
 #include "storage/nbd/server.h"
 
+#include <algorithm>
 #include <atomic>
 #include <fcntl.h>
+#include <sys/socket.h>
 #include <thread>
 #include <unistd.h>
 
@@ -321,4 +323,64 @@ TEST_CASE("nbd server: TLS required, with and without client certificates")
     CHECK(!NbdDriver::open(f.uri("rw", "&tls-creds=" + other.path), true));
     // The server is still serving.
     CHECK(NbdDriver::open(f.uri("rw", "&tls-creds=" + certs.path), true));
+}
+
+TEST_CASE("nbd server: a client that says nothing is dropped after the handshake timeout")
+{
+    ServerOptions o;
+    o.handshake_timeout = std::chrono::milliseconds(200);
+    Fixture f(o);
+    auto a = parse_socket_address("unix:" + f.sock);
+    REQUIRE(a);
+    auto fd = connect_to(*a);
+    REQUIRE(fd);
+    uint8_t greeting[k_greeting_size];
+    REQUIRE(recv(*fd, greeting, sizeof greeting, MSG_WAITALL) == ssize_t(sizeof greeting));
+    auto start = std::chrono::steady_clock::now();
+    uint8_t b;
+    CHECK(recv(*fd, &b, 1, 0) == 0); // closed by the server
+    CHECK(std::chrono::steady_clock::now() - start < std::chrono::seconds(5));
+    close(*fd);
+    for (int i = 0; i < 100 && f.server->connection_count() > 0; i++)
+        usleep(10000);
+    CHECK(f.server->connection_count() == 0);
+}
+
+TEST_CASE("nbd server: NBD_OPT_EXPORT_NAME with and without the 124 zero bytes; IPv6")
+{
+    Fixture f;
+    for (bool no_zeroes : {false, true}) {
+        CAPTURE(no_zeroes);
+        auto a = parse_socket_address("unix:" + f.sock);
+        REQUIRE(a);
+        auto fd = connect_to(*a);
+        REQUIRE(fd);
+        SocketChannel ch(*fd);
+        uint8_t greeting[k_greeting_size];
+        REQUIRE(ch.read(greeting));
+        Script s;
+        s.flags(k_client_fixed_newstyle | (no_zeroes ? k_client_no_zeroes : 0));
+        s.option(Option::ExportName, std::vector<uint8_t>{'r', 'o'});
+        s.request(Cmd::Read, 0, 4);
+        REQUIRE(ch.write(s.bytes));
+        std::vector<uint8_t> reply(k_export_name_reply_size + (no_zeroes ? 0 : k_export_name_zeroes));
+        REQUIRE(ch.read(reply));
+        CHECK(load_be64(reply.data()) == 65536);
+        CHECK((load_be16(reply.data() + 8) & k_read_only));
+        CHECK(std::all_of(reply.begin() + 10, reply.end(), [](uint8_t v) { return v == 0; }));
+        uint8_t simple[k_simple_reply_size + 4];
+        REQUIRE(ch.read(simple));
+        CHECK(load_be32(simple) == k_simple_reply_magic);
+        CHECK(load_be32(simple + 4) == 0);
+        CHECK(std::equal(simple + 16, simple + 20, memory_of(*f.ro).begin()));
+    }
+    auto v6 = f.server->listen("[::1]:0");
+    if (!v6) {
+        MESSAGE("no IPv6 loopback: " << v6.error().message);
+        return;
+    }
+    CHECK(v6->starts_with("[::1]:"));
+    auto drv = NbdDriver::open("nbd://[::1]:" + v6->substr(v6->rfind(':') + 1) + "/ro", true);
+    REQUIRE(drv);
+    CHECK((*drv)->filename() == "nbd://[::1]:" + v6->substr(v6->rfind(':') + 1) + "/ro");
 }

@@ -14,11 +14,14 @@ BUILD_PKGS=(
 # Peers and tools the tests talk to: QEMU 7.2 for compatibility checks and
 # benchmarks, systemd-analyze for the unit files, python3 for integration tests,
 # clang and its runtime (libFuzzer, ASan) for the fuzz targets in tests/fuzz,
-# iasl (acpica-tools) to disassemble the ACPI tables in unit.devices_pc.
+# iasl (acpica-tools) to disassemble the ACPI tables in unit.devices_pc,
+# nbdinfo/nbdcopy (libnbd-bin) and nbdkit as NBD peers in integration.nbd
+# (whose TLS certificates the openssl command makes).
 TEST_PKGS=(
     python3 qemu-system-x86 qemu-utils systemd procps
     clang libclang-rt-14-dev
     acpica-tools
+    libnbd-bin nbdkit openssl
 )
 
 want=("${BUILD_PKGS[@]}")

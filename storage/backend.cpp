@@ -125,6 +125,12 @@ Result<BlockStatus> BlockBackend::block_status(uint64_t offset, uint64_t bytes)
     return m_driver->block_status(offset, bytes);
 }
 
+Result<BlockStatus> BlockBackend::block_status_above(uint64_t offset, uint64_t bytes)
+{
+    std::lock_guard lock(m_io);
+    return storage::block_status_above(*m_driver, offset, bytes);
+}
+
 void BlockBackend::submit(std::function<Result<void>()> op, Completion done)
 {
     {

@@ -53,6 +53,8 @@ public:
     Result<BlockStatus> block_status(uint64_t offset, uint64_t bytes);
     // Grows or shrinks the image (block_resize); callers drain first.
     Result<void> resize(uint64_t size);
+    // Through the backing chain (block_status_above()), under the backend's lock.
+    Result<BlockStatus> block_status_above(uint64_t offset, uint64_t bytes);
 
     // The buffer must stay valid until the completion runs.
     void read_async(uint64_t offset, std::span<uint8_t> buf, Completion done);

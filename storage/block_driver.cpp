@@ -103,4 +103,31 @@ Result<void> read_clamped(BlockDriver& drv, uint64_t offset, std::span<uint8_t> 
     return {};
 }
 
+Result<BlockStatus> block_status_above(BlockDriver& top, uint64_t offset, uint64_t bytes)
+{
+    BlockDriver* layer = &top;
+    while (true) {
+        if (offset >= layer->size()) {
+            BlockStatus st;
+            st.length = bytes;
+            st.zero = true;
+            return st;
+        }
+        auto r = layer->block_status(offset, std::min(bytes, layer->size() - offset));
+        if (!r)
+            return r;
+        BlockStatus st = *r;
+        if (st.length == 0 || st.length > bytes)
+            st.length = std::min(bytes, layer->size() - offset);
+        bytes = st.length;
+        BlockDriver* below = layer->backing();
+        if (st.allocated || !below) {
+            if (!st.allocated && !below)
+                st.zero = true; // nothing below: the range reads as zeroes
+            return st;
+        }
+        layer = below;
+    }
+}
+
 } // namespace emu::storage

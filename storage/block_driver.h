@@ -141,4 +141,10 @@ bool buffer_is_zero(std::span<const uint8_t> buf);
 // be shorter than its overlay).
 Result<void> read_clamped(BlockDriver& drv, uint64_t offset, std::span<uint8_t> buf);
 
+// The status of [offset, offset+bytes) as a reader of `top` sees it: from the
+// first layer of the backing chain that decides it (a range no layer holds
+// reads as zeroes, and so does the part of a backing image past its end).
+// `allocated` tells whether any layer holds the range.
+Result<BlockStatus> block_status_above(BlockDriver& top, uint64_t offset, uint64_t bytes);
+
 } // namespace emu::storage

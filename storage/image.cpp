@@ -2,6 +2,7 @@
 #include "storage/image.h"
 
 #include "storage/endian.h"
+#include "storage/nbd/client.h"
 #include "storage/raw.h"
 
 #include <cstring>
@@ -19,6 +20,27 @@ bool starts_with(std::span<const uint8_t> data, std::string_view magic, size_t a
     return data.size() >= at + magic.size() && std::memcmp(data.data() + at, magic.data(), magic.size()) == 0;
 }
 
+// The protocol layer: an NBD export for nbd://… names, else a host file.
+Result<std::unique_ptr<BlockDriver>> open_protocol(const ImageOptions& o)
+{
+    if (nbd::is_nbd_filename(o.filename)) {
+        // O_DIRECT has no meaning here: the server decides how it caches.
+        auto drv = nbd::NbdDriver::open(o.filename, o.read_only);
+        if (!drv)
+            return std::unexpected(drv.error());
+        return std::unique_ptr<BlockDriver>(std::move(*drv));
+    }
+    FileOptions fo;
+    fo.read_only = o.read_only;
+    fo.direct = cache_direct(o.cache);
+    fo.force_share = o.force_share;
+    fo.no_flush = o.cache == CacheMode::Unsafe;
+    auto file = FileDriver::open(o.filename, fo);
+    if (!file)
+        return chain(fmt::format("Could not open '{}'", o.filename), file.error());
+    return std::unique_ptr<BlockDriver>(std::move(*file));
+}
+
 Result<std::unique_ptr<BlockDriver>> open_chain(const ImageOptions& o, std::set<std::pair<uint64_t, uint64_t>>& seen,
                                                 int depth)
 {
@@ -31,18 +53,15 @@ Result<std::unique_ptr<BlockDriver>> open_chain(const ImageOptions& o, std::set<
                                     "qcow2)", o.filename, o.format));
         return fail(fmt::format("Unknown driver '{}'", o.format));
     }
-    FileOptions fo;
-    fo.read_only = o.read_only;
-    fo.direct = cache_direct(o.cache);
-    fo.force_share = o.force_share;
-    fo.no_flush = o.cache == CacheMode::Unsafe;
-    auto file = FileDriver::open(o.filename, fo);
+    auto file = open_protocol(o);
     if (!file)
-        return chain(fmt::format("Could not open '{}'", o.filename), file.error());
-    auto key = std::make_pair((*file)->device(), (*file)->inode());
-    if (!seen.insert(key).second)
-        return fail(fmt::format("Could not open '{}': backing chain loop: the image is already in the chain",
-                                o.filename), ELOOP);
+        return std::unexpected(file.error());
+    if (auto* f = dynamic_cast<FileDriver*>(file->get())) {
+        auto key = std::make_pair(f->device(), f->inode());
+        if (!seen.insert(key).second)
+            return fail(fmt::format("Could not open '{}': backing chain loop: the image is already in the chain",
+                                    o.filename), ELOOP);
+    }
     std::string format = o.format;
     if (format.empty()) {
         auto probed = probe_format(**file);
@@ -174,23 +193,58 @@ Result<std::unique_ptr<BlockDriver>> open_image(const ImageOptions& options)
     return open_chain(options, seen, 0);
 }
 
+namespace {
+
+// An NBD export cannot be created or grown: "creating" an image on one opens
+// it, checks that it is large enough and zeroes its first sector, so that no
+// stale format header is probed there later.
+Result<std::unique_ptr<BlockDriver>> claim_nbd_export(const std::string& name, uint64_t size)
+{
+    auto drv = nbd::NbdDriver::open(name, false);
+    if (!drv)
+        return std::unexpected(drv.error());
+    if ((*drv)->read_only())
+        return fail("the export is read-only", EROFS);
+    if ((*drv)->size() < size)
+        return fail(fmt::format("Cannot grow NBD nodes (the export has {} bytes, the image needs {})", (*drv)->size(),
+                                size),
+                    ENOSPC);
+    if (auto r = (*drv)->write_zeroes(0, std::min<uint64_t>(512, (*drv)->size()), false); !r)
+        return std::unexpected(r.error());
+    return std::unique_ptr<BlockDriver>(std::move(*drv));
+}
+
+} // namespace
+
 Result<void> create_raw(const std::string& path, uint64_t size, Preallocation prealloc)
 {
     if (prealloc == Preallocation::Metadata)
         return fail("Unsupported preallocation mode 'metadata'");
+    if (nbd::is_nbd_filename(path)) {
+        auto drv = claim_nbd_export(path, size);
+        if (!drv)
+            return std::unexpected(drv.error());
+        return (*drv)->close();
+    }
     return FileDriver::create(path, (size + 511) & ~uint64_t(511), prealloc);
 }
 
 Result<void> create_qcow2(const std::string& path, const qcow2::CreateOptions& options)
 {
+    qcow2::CreateOptions o = options;
+    o.size = (o.size + 511) & ~uint64_t(511);
+    if (nbd::is_nbd_filename(path)) {
+        auto drv = claim_nbd_export(path, 0);
+        if (!drv)
+            return std::unexpected(drv.error());
+        return qcow2::Driver::create(std::move(*drv), o);
+    }
     if (auto r = FileDriver::create(path, 0, Preallocation::Off); !r)
         return r;
     FileOptions fo;
     auto file = FileDriver::open(path, fo);
     if (!file)
         return std::unexpected(file.error());
-    qcow2::CreateOptions o = options;
-    o.size = (o.size + 511) & ~uint64_t(511);
     return qcow2::Driver::create(std::move(*file), o);
 }
 

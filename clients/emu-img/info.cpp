@@ -13,7 +13,7 @@ namespace {
 struct Entry {
     std::string filename;
     storage::ImageInfo info;
-    uint64_t actual_size = 0;
+    std::optional<uint64_t> actual_size; // unknown over NBD
     std::string full_backing;
 };
 
@@ -45,7 +45,8 @@ ordered_json to_json(const Entry& e)
     if (i.cluster_size)
         j["cluster-size"] = *i.cluster_size;
     j["format"] = i.format;
-    j["actual-size"] = e.actual_size;
+    if (e.actual_size)
+        j["actual-size"] = *e.actual_size;
     if (i.qcow2) {
         const auto& q = *i.qcow2;
         ordered_json data;
@@ -75,7 +76,7 @@ void print_human(const Entry& e)
     out += fmt::format("image: {}\n", e.filename);
     out += fmt::format("file format: {}\n", i.format);
     out += fmt::format("virtual size: {} ({} bytes)\n", human_size(i.virtual_size), i.virtual_size);
-    out += fmt::format("disk size: {}\n", human_size(e.actual_size));
+    out += fmt::format("disk size: {}\n", e.actual_size ? human_size(*e.actual_size) : "unavailable");
     if (i.cluster_size)
         out += fmt::format("cluster_size: {}\n", *i.cluster_size);
     if (i.dirty)
@@ -159,7 +160,11 @@ int cmd_info(int argc, char** argv)
         Entry e;
         e.filename = name;
         e.info = d->info();
-        e.actual_size = d->allocated_bytes();
+        storage::BlockDriver* protocol = d->file() ? d->file() : d;
+        if (protocol->format_name() != "nbd")
+            e.actual_size = d->allocated_bytes();
+        else
+            e.filename = protocol->filename(); // QEMU's canonical form of the NBD name
         e.full_backing = storage::resolve_backing_path(name, e.info.backing_filename);
         name = e.full_backing;
         entries.push_back(std::move(e));

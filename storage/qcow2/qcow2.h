@@ -93,6 +93,9 @@ public:
     Result<void> amend(const AmendOptions& options);
     Result<void> snapshot_create(const SnapshotInfo& snapshot) override;
     Result<void> snapshot_goto(std::string_view id_or_name) override;
+    // Shows an internal snapshot in place of the active image, in memory only:
+    // read-only opens (emu-nbd -l); nothing is written to the image.
+    Result<void> snapshot_load_tmp(std::string_view id_or_name);
     Result<void> snapshot_delete(std::string_view id_or_name) override;
     Result<void> vmstate_write(uint64_t pos, std::span<const uint8_t> buf) override;
     Result<void> vmstate_read(uint64_t pos, std::span<uint8_t> buf) override;

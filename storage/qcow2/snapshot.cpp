@@ -272,6 +272,23 @@ Result<void> Driver::snapshot_create(const SnapshotInfo& info)
     return flush();
 }
 
+Result<void> Driver::snapshot_load_tmp(std::string_view id_or_name)
+{
+    if (!m_read_only)
+        return fail(fmt::format("qcow2: '{}' must be opened read-only to load a snapshot temporarily", filename()),
+                    EINVAL);
+    auto idx = find_snapshot(id_or_name);
+    if (!idx)
+        return fail(fmt::format("qcow2: '{}' has no snapshot '{}'", filename(), id_or_name), ENOENT);
+    const Snapshot& sn = m_snapshots[*idx];
+    auto l1 = read_l1(sn.l1_table_offset, sn.l1_size);
+    if (!l1)
+        return std::unexpected(l1.error());
+    m_l1 = std::move(*l1);
+    m_header.size = sn.disk_size;
+    return {};
+}
+
 Result<void> Driver::snapshot_goto(std::string_view id_or_name)
 {
     auto idx = find_snapshot(id_or_name);

@@ -197,6 +197,9 @@ int main(int argc, char** argv)
         return 1;
     }
     signal(SIGPIPE, SIG_IGN);
+    // A disk image hitting the file size limit is an I/O error (EFBIG) for
+    // its drive's werror policy, not the end of the daemon and every VM.
+    signal(SIGXFSZ, SIG_IGN);
     raise_fd_limit();
     if (opts.daemonize && !daemonize()) {
         fprintf(stderr, "emud: cannot daemonize: %s\n", strerror(errno));

@@ -22,6 +22,7 @@ TEST_PKGS=(
     clang libclang-rt-14-dev
     acpica-tools
     libnbd-bin nbdkit openssl
+    e2fsprogs
 )
 
 want=("${BUILD_PKGS[@]}")

@@ -16,7 +16,8 @@ BUILD_PKGS=(
 # clang and its runtime (libFuzzer, ASan) for the fuzz targets in tests/fuzz,
 # iasl (acpica-tools) to disassemble the ACPI tables in unit.devices_pc,
 # nbdinfo/nbdcopy (libnbd-bin) and nbdkit as NBD peers in integration.nbd
-# (whose TLS certificates the openssl command makes).
+# (whose TLS certificates the openssl command makes), mke2fs and debugfs
+# (e2fsprogs) for the file systems integration.disks puts on disk images.
 TEST_PKGS=(
     python3 qemu-system-x86 qemu-utils systemd procps
     clang libclang-rt-14-dev

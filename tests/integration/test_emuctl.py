@@ -558,8 +558,9 @@ class Errors(EmuctlTestCase):
 
     def test_flag_errors(self):
         cases = [
-            (["-drive", "file=x"], "emuctl: -drive: not supported yet (block devices)\n"),
-            (["disk.img"], "emuctl: -hda: not supported yet (block devices)\n"),
+            (["-drive", "file=/nonexistent/x"],
+             "emuctl: VM 'vm0': drive 'ide0-hd0': Could not open '/nonexistent/x': No such file or directory\n"),
+            (["-drive", "file=x,if=scsi"], "emuctl: drive: if=scsi is not supported yet (supported: ide, virtio, none)\n"),
             (["-netdev", "user,id=n0"], "emuctl: -netdev: not supported yet (network backends)\n"),
             (["-foo"], "emuctl: -foo: invalid option\n"),
             (["--foo"], "emuctl: --foo: invalid option\n"),

@@ -320,8 +320,9 @@ class QemuCompatTest(unittest.TestCase):
         self.assertEqual(sorted(set(SHARED_COMMANDS) - qemu_cmds), [], "QEMU lacks a shared command")
         self.assertEqual(sorted(set(SHARED_COMMANDS) - emud_cmds), [], "emud lacks a shared command")
         # emud's own commands are vendor extensions; query-events and
-        # query-cpus are QEMU's before 6.0 (emud implements 2.10's interface).
-        ours = {c for c in emud_cmds if not c.startswith("__org.emud_")} - {"query-events", "query-cpus"}
+        # query-cpus and change are QEMU's before 6.0 (emud implements 2.10's
+        # interface).
+        ours = {c for c in emud_cmds if not c.startswith("__org.emud_")} - {"query-events", "query-cpus", "change"}
         self.assertEqual(sorted(ours - qemu_cmds), [], "emud commands that QEMU does not know")
 
         schema = q.exchange('{"execute":"query-qmp-schema"}')[0]["return"]

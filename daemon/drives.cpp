@@ -16,6 +16,22 @@ namespace {
 
 constexpr int k_ide_buses = 2, k_ide_units = 2;
 
+// The image layer reports a missing file as qemu-img does, "Could not open
+// 'f': Could not open 'f': No such file or directory"; a VM's drive names
+// the file once, as qemu-system does.
+std::string open_error(const std::string& message)
+{
+    constexpr std::string_view lead = "Could not open '";
+    if (!message.starts_with(lead))
+        return message;
+    size_t end = message.find("': ", lead.size());
+    if (end == std::string::npos)
+        return message;
+    std::string_view prefix(message.data(), end + 3);
+    std::string_view rest = std::string_view(message).substr(prefix.size());
+    return rest.starts_with(prefix) ? std::string(rest) : message;
+}
+
 // -drive keys emud reads; anything else is refused by name.
 constexpr std::string_view k_drive_keys[] = {"file", "if", "index", "bus", "unit", "media", "format", "cache",
                                              "aio", "discard", "detect-zeroes", "readonly", "read-only",
@@ -223,7 +239,7 @@ qmp::Result<std::unique_ptr<Drive>> Drive::open(DriveSpec spec, const std::strin
         base.open_backing = false;
         auto probe = storage::open_image(base);
         if (!probe)
-            return qmp::fail(where + ": " + probe.error().message);
+            return qmp::fail(where + ": " + open_error(probe.error().message));
         std::string format(probe->get()->format_name());
         uint64_t size = probe->get()->size();
         probe->reset();
@@ -239,13 +255,13 @@ qmp::Result<std::unique_ptr<Drive>> Drive::open(DriveSpec spec, const std::strin
         auto backend = storage::BlockBackend::open(options);
         unlink(overlay.c_str()); // open: it lives as long as the drive
         if (!backend)
-            return qmp::fail(where + ": " + backend.error().message);
+            return qmp::fail(where + ": " + open_error(backend.error().message));
         drive->m_backend = std::move(*backend);
         return drive;
     }
     auto backend = storage::BlockBackend::open(options);
     if (!backend)
-        return qmp::fail(where + ": " + backend.error().message);
+        return qmp::fail(where + ": " + open_error(backend.error().message));
     drive->m_backend = std::move(*backend);
     return drive;
 }
@@ -281,7 +297,7 @@ qmp::Result<std::unique_ptr<storage::BlockBackend>> Drive::open_medium(const std
     options.discard = m_spec.discard;
     auto backend = storage::BlockBackend::open(options);
     if (!backend)
-        return qmp::fail("Could not open '" + file + "': " + backend.error().message);
+        return qmp::fail(open_error(backend.error().message));
     return std::move(*backend);
 }
 

@@ -36,13 +36,8 @@ Result<std::unique_ptr<BlockDriver>> open_protocol(const ImageOptions& o)
     fo.force_share = o.force_share;
     fo.no_flush = o.cache == CacheMode::Unsafe;
     auto file = FileDriver::open(o.filename, fo);
-    if (!file) {
-        // The file driver already names the path for open/stat failures;
-        // other causes (locks, sizes) get qemu-img's "Could not open" prefix.
-        if (file.error().message.starts_with("Could not "))
-            return std::unexpected(file.error());
+    if (!file)
         return chain(fmt::format("Could not open '{}'", o.filename), file.error());
-    }
     return std::unique_ptr<BlockDriver>(std::move(*file));
 }
 

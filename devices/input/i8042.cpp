@@ -113,6 +113,13 @@ uint64_t I8042::read_port(uint64_t port)
     }
     uint8_t v = m_out.value; // reading an empty buffer returns the last byte again
     m_out_full = false;
+    // Reading the buffer drops IRQ1/IRQ12; the next byte raises it again.
+    // The lines are edge-triggered ISA interrupts and Linux takes one byte
+    // per interrupt: without the drop, a queue of replies (ACK, then the ID
+    // bytes) would hold the line high and only its first byte would ever
+    // interrupt.
+    m_irq1.set(false);
+    m_irq12.set(false);
     update();
     return v;
 }

@@ -16,13 +16,20 @@ struct Rig {
     int resets = 0;
     bool a20 = true;
     bool irq1 = false, irq12 = false;
+    int irq1_edges = 0, irq12_edges = 0;
     I8042 kbc{[this] { resets++; }, [this](bool on) { a20 = on; }};
     mem::AddressSpace io{"io", *root};
     Rig()
     {
         REQUIRE(kbc.attach(*root).has_value());
-        kbc.irq1().connect([this](bool l) { irq1 = l; });
-        kbc.irq12().connect([this](bool l) { irq12 = l; });
+        kbc.irq1().connect([this](bool l) {
+            irq1_edges += l && !irq1;
+            irq1 = l;
+        });
+        kbc.irq12().connect([this](bool l) {
+            irq12_edges += l && !irq12;
+            irq12 = l;
+        });
     }
     uint8_t status() { return uint8_t(io.read(0x64, 1)); }
     void command(uint8_t c) { io.write(0x64, c, 1); }
@@ -150,4 +157,26 @@ TEST_CASE("a guest that never reads cannot grow the queue")
     size_t held = r.drain(100000).size();
     CHECK(held >= 200);  // keys were kept…
     CHECK(held <= 257);  // …but only up to the queue's bound (and the output buffer)
+}
+
+TEST_CASE("each byte of a multi-byte reply interrupts anew (edge-triggered IRQ1/IRQ12)")
+{
+    // Linux's i8042 interrupt handler reads one byte per interrupt, so the
+    // keyboard's identify reply (ACK, 0xab, 0x41) needs three rising edges.
+    Rig r;
+    r.command(0x60);
+    r.data(0x47); // IRQ1 + IRQ12 + translation
+    int before = r.irq1_edges;
+    r.data(0xf2);
+    CHECK(r.irq1);
+    CHECK(r.drain() == std::vector<uint8_t>{0xfa, 0xab, 0x41});
+    CHECK(r.irq1_edges - before == 3);
+    CHECK_FALSE(r.irq1);
+
+    before = r.irq12_edges;
+    r.command(0xd4);
+    r.data(0xf2); // the mouse's identify: ACK, 0x00
+    CHECK(r.drain() == std::vector<uint8_t>{0xfa, 0x00});
+    CHECK(r.irq12_edges - before == 2);
+    CHECK_FALSE(r.irq12);
 }

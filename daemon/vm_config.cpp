@@ -476,6 +476,7 @@ qmp::Result<VmSpec> parse_vm_config(const json& config, const kvm::ProbeResult& 
     if (!accel)
         return std::unexpected(accel.error());
     spec.machine.accel = *accel;
+    spec.machine.tcg_single_thread = *accel == "tcg" && accel_props["thread"] == "single";
 
     // CPU and topology.
     json cpu = config.value("cpu", json::object());

@@ -6,6 +6,22 @@
 
 namespace emu::devices {
 
+void ExecToken::acquire()
+{
+    std::unique_lock lock(m_lock);
+    uint64_t ticket = m_next++;
+    m_cv.wait(lock, [&] { return m_serving == ticket; });
+}
+
+void ExecToken::release()
+{
+    {
+        std::lock_guard lock(m_lock);
+        m_serving++;
+    }
+    m_cv.notify_all();
+}
+
 CpuThread::CpuThread(std::string name, VcpuBackend& backend, Hooks hooks)
     : m_name(std::move(name)), m_backend(backend), m_hooks(std::move(hooks))
 {
@@ -125,7 +141,16 @@ void CpuThread::main()
             m_wake = false;
             continue;
         }
-        VcpuExit exit = m_backend.run();
+        VcpuExit exit;
+        if (m_hooks.token) {
+            // A kick while waiting for the turn (pause, an interrupt) makes
+            // the slice end at once: the wait is at most one slice per vCPU.
+            m_hooks.token->acquire();
+            exit = m_backend.run(ExecToken::k_slice);
+            m_hooks.token->release();
+        } else {
+            exit = m_backend.run();
+        }
         switch (exit) {
         case VcpuExit::Halted: {
             std::unique_lock lock(m_lock);

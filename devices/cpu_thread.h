@@ -27,11 +27,31 @@
 
 namespace emu::devices {
 
+// -accel tcg,thread=single: the VM's vCPUs take turns. Whoever holds the
+// token runs guest code for a slice, then passes it on in arrival order
+// (FIFO tickets, so no vCPU starves); a halted vCPU does not hold it. Each
+// vCPU keeps its own host thread; only one of them executes at a time, as
+// in QEMU's round-robin TCG.
+class ExecToken {
+public:
+    // Guest instructions a vCPU runs before passing the token on.
+    static constexpr uint64_t k_slice = 500'000;
+    void acquire();
+    void release();
+
+private:
+    std::mutex m_lock;
+    std::condition_variable m_cv;
+    uint64_t m_next = 0;    // the next ticket handed out
+    uint64_t m_serving = 0; // the ticket that may run
+};
+
 class CpuThread {
 public:
     struct Hooks {
         std::function<bool()> prepare;
         std::function<void(VcpuExit)> on_exit;
+        ExecToken* token = nullptr; // thread=single: run only while holding it
     };
 
     CpuThread(std::string name, VcpuBackend& backend, Hooks hooks);

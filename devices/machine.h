@@ -59,6 +59,7 @@ struct MachineConfig {
     std::string type;
     std::map<std::string, std::string> props;
     std::string accel;   // "tcg" or "kvm", already chosen
+    bool tcg_single_thread = false; // -accel tcg,thread=single: one vCPU runs at a time
     std::string cpu_model;
     int cpus = 1;
     uint64_t ram_size = 128ull << 20;

@@ -213,6 +213,7 @@ private:
     std::unique_ptr<kvm::KvmVm> m_kvm_vm;
 
     std::mutex m_dev; // the device lock
+    std::unique_ptr<ExecToken> m_exec_token; // thread=single: the vCPUs take turns
     HostClock m_clock;
     SystemHostTime m_host_time;
 
@@ -292,6 +293,7 @@ void PcCpu::start_thread()
 {
     CpuThread::Hooks hooks;
     hooks.prepare = [this] { return prepare(); };
+    hooks.token = m_machine.m_exec_token.get();
     hooks.on_exit = [this](VcpuExit exit) {
         if (exit == VcpuExit::TripleFault) {
             const x86::CpuState s = get_state();
@@ -452,6 +454,8 @@ Expected<void> PcMachine::build()
     mem::TopologyBatch batch;
     if (auto ok = build_memory(); !ok)
         return ok;
+    if (m_config.tcg_single_thread)
+        m_exec_token = std::make_unique<ExecToken>();
     if (m_config.accel == "kvm") {
         auto vm = kvm::KvmVm::create();
         if (!vm)

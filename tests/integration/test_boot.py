@@ -7,8 +7,9 @@ build/guest). Boots are the slow part of the suite, so there are few:
     the kernel is Debian's, /proc/cpuinfo has 2 CPUs, the date is the host's,
     `poweroff` ends the VM and emuctl exits 0;
   - the same kernel's ELF (PVH entry, no decompressor: faster) driven through
-    QMP: system_reset reboots to the marker, system_powerdown presses the
-    ACPI power button and the guest powers off (SHUTDOWN, guest-shutdown);
+    QMP, -smp 2 with -accel tcg,thread=single: system_reset reboots to the
+    marker, system_powerdown presses the ACPI power button and the guest
+    powers off (SHUTDOWN, guest-shutdown);
   - isa-debug-exit: the guest's exit status becomes emuctl's.
 """
 import os
@@ -164,7 +165,9 @@ class ShellOverEmuctl(BootTestCase):
 
 class QmpDrivenGuest(BootTestCase):
     def test_reset_reboots_and_powerdown_powers_off(self):
-        self.emud.create_vm(self.guest_config("g", "vmlinux"), start=False)
+        # Two vCPUs taking turns (-accel tcg,thread=single): SMP still comes up.
+        single = {"accel": [{"type": "tcg", "props": {"thread": "single"}}]}
+        self.emud.create_vm(self.guest_config("g", "vmlinux", cpus=2, extra=single), start=False)
         con = Console(self.emud.vm_socket("g", "console"))
         q = Qmp(self.emud.vm_socket("g"))
         try:
@@ -172,8 +175,9 @@ class QmpDrivenGuest(BootTestCase):
             con.expect(MARKER, BOOT_TIMEOUT)
             con.expect(PROMPT)
             self.assertEqual(con.run("echo $((6 * 7))"), "42")
+            self.assertEqual(con.run("grep -c ^processor /proc/cpuinfo"), "2")
             cpus = q.ok("query-cpus-fast")
-            self.assertEqual(len(cpus), 1)
+            self.assertEqual(len(cpus), 2)
             self.assertGreater(cpus[0]["thread-id"], 0)
 
             q.ok("system_reset")

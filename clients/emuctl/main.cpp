@@ -201,16 +201,19 @@ int answer_help(qmp::Client& c, const emuctl::RunOptions& opts)
         auto types = call(c, "qom-list-types", {{"implements", "device"}});
         if (!types)
             return 1;
-        std::map<std::string, std::vector<std::string>> by_bus;
+        // Grouped by category, each with its bus, as QEMU's -device help.
+        std::map<std::string, std::vector<std::pair<std::string, std::string>>> by_category;
         for (auto& t : *types) {
-            std::string parent = t.value("parent", "");
-            by_bus[parent == "isa-device" ? "ISA" : parent == "pci-device" ? "PCI" : "Misc"].push_back(
-                t.value("name", ""));
+            std::string name = t.value("name", ""), parent = t.value("parent", "");
+            std::string bus = parent == "isa-device" ? "ISA" : parent == "pci-device" ? "PCI"
+                            : parent == "ide-device" ? "IDE" : "System";
+            bool storage = name.starts_with("ide-") || name.find("-blk") != std::string::npos;
+            by_category[storage ? "Storage" : "Misc"].emplace_back(name, bus);
         }
-        for (auto& [bus, names] : by_bus) {
-            printf("%s devices:\n", bus.c_str());
-            for (auto& n : names)
-                printf("name \"%s\", bus %s\n", n.c_str(), bus == "ISA" ? "ISA" : bus == "PCI" ? "PCI" : "System");
+        for (auto& [category, devices] : by_category) {
+            printf("%s devices:\n", category.c_str());
+            for (auto& [name, bus] : devices)
+                printf("name \"%s\", bus %s\n", name.c_str(), bus.c_str());
             printf("\n");
         }
         return 0;

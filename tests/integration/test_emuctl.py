@@ -608,6 +608,18 @@ class Errors(EmuctlTestCase):
         self.assertRegex(out, r"(?m)^none\s+empty machine")
         self.assertEqual(self.vm_list(), {})
 
+    def test_device_help_lists_devices_and_properties(self):
+        out = self.ctl_ok("run", "-device", "help")
+        self.assertIn('name "isa-debug-exit", bus ISA', out)
+        self.assertIn('name "virtio-blk-pci", bus PCI', out)
+        self.assertIn('name "ide-hd", bus IDE', out)
+        storage = out[out.index("Storage devices:"):]
+        self.assertIn('name "ide-cd", bus IDE', storage.split("\n\n")[0])
+        out = self.ctl_ok("run", "-device", "isa-debug-exit,help")
+        self.assertIn("isa-debug-exit options:", out)
+        self.assertRegex(out, r"(?m)^  iobase=<uint32> +- first I/O port \(default: 1281\)$")
+        self.assertEqual(self.vm_list(), {})
+
 
 class NoDaemon(unittest.TestCase):
     def setUp(self):

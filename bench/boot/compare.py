@@ -44,8 +44,9 @@ def timed_run(cmd, timeout, env=None):
             now = time.monotonic() - start
             if marker is None and "EMU-BOOT-OK" in line:
                 marker = now
-            if "checksum" in line.lower() and not checksum:
-                checksum = line.strip()
+            if "EMUBENCH-CHECKSUM " in line and not checksum:
+                # The value only: total_ms differs from run to run.
+                checksum = line[line.index("EMUBENCH-CHECKSUM "):].split()[1]
             if "EMU-BENCH-DONE" in line:
                 done = now
                 break

@@ -19,7 +19,7 @@ import unittest
 
 import test_nbd
 from emud_harness import BUILD_DIR, EmudTestCase, Qmp
-from test_nbd import NBDCOPY, NBDINFO, OPENSSL, QEMU_IMG, QEMU_NBD, RawClient, free_port, read_bytes, run
+from test_nbd import NBDCOPY, NBDINFO, OPENSSL, QEMU_IMG, QEMU_NBD, RawClient, extents, free_port, read_bytes, run
 
 MiB = 1024 * 1024
 SIZE = 4 * MiB
@@ -32,17 +32,6 @@ def make_certs(directory):
     as test_nbd makes them."""
     os.makedirs(directory, exist_ok=True)
     test_nbd.NbdTest.make_certs(directory)
-
-
-def extents(uri):
-    """nbdinfo --map of an export, adjacent runs of one type merged."""
-    merged = []
-    for e in json.loads(run(NBDINFO, "--map", "--json", uri).stdout):
-        if merged and merged[-1][2] == e["type"]:
-            merged[-1][1] += e["length"]
-        else:
-            merged.append([e["offset"], e["length"], e["type"]])
-    return merged
 
 
 @unittest.skipUnless(QEMU_IMG, "qemu-img is not installed")
@@ -349,19 +338,10 @@ class NbdServerTest(EmudTestCase):
         # The server keeps its credentials after object-del, as QEMU's does.
         self.q.ok("object-del", {"id": "tls0"})
         self.assertEqual(self.error("object-del", {"id": "tls0"}), "object 'tls0' not found")
-        client_obj = f"tls-creds-x509,id=tls0,dir={pki},endpoint=client"
-        opts = f"driver=nbd,host=localhost,port={port},export=virtio0,tls-creds=tls0"
-        info = run(QEMU_IMG, "info", "--output=json", "--object", client_obj, "--image-opts", opts)
-        self.assertEqual(json.loads(info.stdout)["virtual-size"], SIZE)
-        out = self.path("tls-qemu-img.raw")
-        run(QEMU_IMG, "convert", "--object", client_obj, "--image-opts", opts, "-O", "raw", out)
-        self.assertEqual(read_bytes(out), self.data)
-        p = run(QEMU_IMG, "info", f"nbd://localhost:{port}/virtio0", check=False)
-        self.assertNotEqual(p.returncode, 0)
-        self.assertIn("TLS", p.stderr)
-        if NBDINFO and NBDCOPY:
+        test_nbd.check_tls_export(self, port, "virtio0", pki, self.data, self.path("tls-qemu-img.raw"))
+        if NBDCOPY:
+            # nbdcopy reads the export over TLS and writes it back.
             tls_uri = f"nbds://localhost:{port}/virtio0?tls-certificates={pki}"
-            self.assertEqual(json.loads(run(NBDINFO, "--json", tls_uri).stdout)["TLS"], True)
             out = self.path("tls.raw")
             run(NBDCOPY, tls_uri, out)
             self.assertEqual(read_bytes(out), self.data)

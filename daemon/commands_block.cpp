@@ -132,6 +132,7 @@ void register_block_commands(Dispatcher& d)
         if (auto ok = ctx.vm->machine().eject_medium((*drive)->spec().id, args.value("force", false)); !ok)
             return qmp::fail(ok.error());
         ctx.vm->machine().drain_block_devices();
+        ctx.vm->nbd().medium_removed((*drive)->spec().id);
         (*drive)->remove_medium();
         return json::object();
     });
@@ -146,6 +147,7 @@ void register_block_commands(Dispatcher& d)
         if (auto ok = ctx.vm->machine().change_medium(drive.spec().id, raw); !ok)
             return qmp::fail(ok.error());
         ctx.vm->machine().drain_block_devices();
+        ctx.vm->nbd().medium_removed(drive.spec().id);
         drive.set_medium(std::move(*medium), file, format);
         return json::object();
     };

@@ -50,5 +50,7 @@ void register_vm_commands(Dispatcher& d);
 void register_daemon_commands(Dispatcher& d);
 void register_chardev_commands(Dispatcher& d);
 void register_block_commands(Dispatcher& d);
+void register_nbd_commands(Dispatcher& d);
+void register_object_commands(Dispatcher& d);
 
 } // namespace emu::daemon

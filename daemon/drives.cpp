@@ -272,8 +272,10 @@ void Drive::close()
 {
     if (!m_backend)
         return;
-    if (auto ok = m_backend->close(); !ok)
-        log_error("drive '{}': {}", m_spec.id, ok.error().message);
+    // An export that still holds the backend closes it when it lets it go.
+    if (m_backend.use_count() == 1)
+        if (auto ok = m_backend->close(); !ok)
+            log_error("drive '{}': {}", m_spec.id, ok.error().message);
     m_backend.reset();
 }
 

@@ -11,6 +11,11 @@
 // cache mode, aio, discard, detect-zeroes, read-only, and snapshot=on (a
 // temporary qcow2 overlay in the VM's directory, deleted once open, so the
 // writes vanish with the VM as QEMU's -snapshot does).
+//
+// A drive shares its backend: an NBD export of the drive holds it too (and
+// the guest's requests and the clients' go through that one backend). A
+// medium ejected under an export made by node name stays open until the
+// export lets it go; the last owner closes it.
 #pragma once
 
 #include "devices/block_device.h"
@@ -58,10 +63,12 @@ public:
 
     const DriveSpec& spec() const { return m_spec; }
     storage::BlockBackend* backend() const { return m_backend.get(); }
+    const std::shared_ptr<storage::BlockBackend>& shared_backend() const { return m_backend; }
     devices::DriveConfig device_config() const;
     // The image's format and size as query-block shows them ("inserted").
     nlohmann::json inserted() const;
-    // Closes the image (writes back metadata, marks it clean); logs failures.
+    // Closes the image (writes back metadata, marks it clean; logs failures),
+    // or only lets it go while an export still holds it.
     void close();
 
     // Removable drives: the medium goes (eject), or another one is opened
@@ -75,7 +82,7 @@ public:
 private:
     explicit Drive(DriveSpec spec) : m_spec(std::move(spec)) {}
     DriveSpec m_spec;
-    std::unique_ptr<storage::BlockBackend> m_backend;
+    std::shared_ptr<storage::BlockBackend> m_backend;
 };
 
 } // namespace emu::daemon

@@ -33,6 +33,7 @@ qmp::Result<std::unique_ptr<Vm>> Vm::create(Daemon& daemon, VmSpec spec)
         return std::unexpected(ok.error());
     if (auto ok = vm->open_drives(); !ok)
         return std::unexpected(ok.error());
+    vm->m_nbd = std::make_unique<NbdService>(daemon.loop(), vm->name(), vm->m_events);
     const devices::MachineClass* mc = devices::find_machine_class(vm->m_spec.machine.type);
     auto machine = mc->create(vm->m_spec.machine, *vm);
     if (!machine)
@@ -262,6 +263,7 @@ void Vm::close()
     for (Listener* l : m_listeners)
         l->close();
     m_listeners.clear();
+    m_nbd.reset();     // NBD clients disconnected before the images close
     m_machine.reset(); // its disk devices drain first
     m_drives.clear();
     m_console_backend = nullptr;

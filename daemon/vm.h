@@ -8,6 +8,8 @@
 
 #include "daemon/chardev.h"
 #include "daemon/events.h"
+#include "daemon/nbd_service.h"
+#include "daemon/objects.h"
 #include "daemon/vm_config.h"
 #include "devices/machine.h"
 #include "protocol/qmp/error.h"
@@ -72,6 +74,11 @@ public:
     const std::vector<std::unique_ptr<Drive>>& drives() const { return m_drives; }
     Drive* find_drive(const std::string& id_or_node) const;
 
+    // The VM's NBD server (nbd-server-*, block-export-*) and its objects
+    // (object-add: TLS credentials).
+    NbdService& nbd() { return *m_nbd; }
+    Objects& objects() { return m_objects; }
+
     // MachineHost, callable from any thread.
     void request_shutdown(devices::ShutdownCause cause) override;
     void request_reset(devices::ShutdownCause cause) override;
@@ -99,6 +106,8 @@ private:
     std::map<std::string, Chardev*> m_chardevs;         // by id: the backends in m_backends but the console
     std::map<std::string, Listener*> m_chardev_listeners; // socket servers that serve monitors (open_endpoint)
     std::vector<std::unique_ptr<Drive>> m_drives; // outlive the machine (see close())
+    std::unique_ptr<NbdService> m_nbd;             // ends before the drives (see close())
+    Objects m_objects;
     std::unique_ptr<devices::Machine> m_machine;
     RunState m_state = RunState::Prelaunch;
     std::string m_error;

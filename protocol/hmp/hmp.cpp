@@ -330,6 +330,94 @@ json ringbuf_read_args(const std::vector<std::string>& words)
     return args;
 }
 
+// An HMP socket address ("HOST:PORT", "[V6]:PORT", "unix:PATH") as QMP's
+// SocketAddressLegacy in QEMU 2.10's form. A word that is neither keeps
+// 'port' out, so the QMP validation names what is missing.
+json socket_address(const std::string& word)
+{
+    if (word.rfind("unix:", 0) == 0)
+        return {{"type", "unix"}, {"data", {{"path", word.substr(5)}}}};
+    json data = json::object();
+    size_t colon = word.rfind(':');
+    std::string host = colon == std::string::npos ? word : word.substr(0, colon);
+    if (host.size() >= 2 && host.front() == '[' && host.back() == ']')
+        host = host.substr(1, host.size() - 2);
+    data["host"] = host;
+    if (colon != std::string::npos)
+        data["port"] = word.substr(colon + 1);
+    return {{"type", "inet"}, {"data", data}};
+}
+
+// Splits leading "-x" flags from the other words (the command name dropped).
+std::vector<std::string> operands(const std::vector<std::string>& words, std::string& flags)
+{
+    std::vector<std::string> rest;
+    for (size_t i = 1; i < words.size(); i++) {
+        if (rest.empty() && words[i].size() == 2 && words[i][0] == '-')
+            flags += words[i][1];
+        else
+            rest.push_back(words[i]);
+    }
+    return rest;
+}
+
+// `nbd_server_start [-a] [-w] HOST:PORT`: with -a, every drive with a medium
+// is exported too (writable with -w); if one cannot be, the server stops.
+std::string run_nbd_server_start(const std::vector<std::string>& words, const Executor& execute)
+{
+    std::string flags;
+    auto rest = operands(words, flags);
+    json args = json::object();
+    if (!rest.empty())
+        args["addr"] = socket_address(rest[0]);
+    auto started = execute("nbd-server-start", args);
+    if (!started)
+        return "Error: " + started.error().desc + "\n";
+    if (flags.find('a') == std::string::npos)
+        return {};
+    auto blocks = execute("query-block", json::object());
+    qmp::Result<json> added = blocks;
+    if (blocks)
+        for (auto& b : *blocks) {
+            if (!b.contains("inserted"))
+                continue;
+            added = execute("nbd-server-add",
+                            {{"device", b["device"]}, {"writable", flags.find('w') != std::string::npos}});
+            if (!added)
+                break;
+        }
+    if (added)
+        return {};
+    (void)execute("nbd-server-stop", json::object());
+    return "Error: " + added.error().desc + "\n";
+}
+
+json nbd_server_add_args(const std::vector<std::string>& words)
+{
+    std::string flags;
+    auto rest = operands(words, flags);
+    json args = json::object();
+    if (flags.find('w') != std::string::npos)
+        args["writable"] = true;
+    if (!rest.empty())
+        args["device"] = rest[0];
+    if (rest.size() > 1)
+        args["name"] = rest[1];
+    return args;
+}
+
+json nbd_server_remove_args(const std::vector<std::string>& words)
+{
+    std::string flags;
+    auto rest = operands(words, flags);
+    json args = json::object();
+    if (flags.find('f') != std::string::npos)
+        args["mode"] = "hard";
+    if (!rest.empty())
+        args["name"] = rest[0];
+    return args;
+}
+
 const std::vector<Command> k_commands = {
     {"help", "?", "[cmd]", "show the help", "", nullptr, nullptr},
     {"info", "", "[subcommand]", "show various information about the system state", "", nullptr, nullptr},
@@ -345,6 +433,16 @@ const std::vector<Command> k_commands = {
     {"block_resize", "", "device size", "resize a block image", "block_resize", block_resize_args, nullptr},
     {"eject", "", "[-f] device", "eject a removable medium (use -f to force it)", "eject", eject_args, nullptr},
     {"change", "", "device filename [format]", "change a removable medium", "change", change_args, nullptr},
+    {"nbd_server_start", "", "[-a] [-w] host:port",
+     "serve block devices on the given host and port (-a: export every drive with a medium, -w: writable)",
+     "nbd-server-start", nullptr, nullptr},
+    {"nbd_server_add", "", "[-w] device [name]", "export a block device via NBD (-w: writable)", "nbd-server-add",
+     nbd_server_add_args, nullptr},
+    {"nbd_server_remove", "", "[-f] name",
+     "remove an export previously exposed via NBD (-f: even if clients use it, disconnecting them)",
+     "nbd-server-remove", nbd_server_remove_args, nullptr},
+    {"nbd_server_stop", "", "", "stop serving block devices using the NBD protocol", "nbd-server-stop", nullptr,
+     nullptr},
     {"xp", "", "/fmt addr", "physical memory dump starting at 'addr'", "__org.emud_read-physical", nullptr, nullptr},
 };
 
@@ -448,6 +546,8 @@ std::string run(std::string_view line, const Executor& execute)
         return help_text(words);
     if (c->name == "xp")
         return run_xp(words, execute);
+    if (c->name == "nbd_server_start")
+        return run_nbd_server_start(words, execute);
     if (c->name == "info") {
         if (words.size() < 2)
             return help_text({"help", "info"});

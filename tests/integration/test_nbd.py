@@ -67,6 +67,35 @@ def recv_exact(s, n):
     return buf
 
 
+def extents(uri):
+    """nbdinfo --map of an export, adjacent runs of one type merged."""
+    merged = []
+    for e in json.loads(run(NBDINFO, "--map", "--json", uri).stdout):
+        if merged and merged[-1][2] == e["type"]:
+            merged[-1][1] += e["length"]
+        else:
+            merged.append([e["offset"], e["length"], e["type"]])
+    return merged
+
+
+def check_tls_export(test, port, name, certs, data, scratch):
+    """A TLS-only export on localhost:PORT holds `data`: qemu-img reads it
+    with tls-creds-x509 from `certs` (into the file `scratch`), plaintext is
+    refused (NBD_REP_ERR_TLS_REQD), nbdinfo sees TLS."""
+    client_obj = f"tls-creds-x509,id=tls0,dir={certs},endpoint=client"
+    opts = f"driver=nbd,host=localhost,port={port},export={name},tls-creds=tls0"
+    info = run(QEMU_IMG, "info", "--output=json", "--object", client_obj, "--image-opts", opts)
+    test.assertEqual(json.loads(info.stdout)["virtual-size"], len(data))
+    run(QEMU_IMG, "convert", "--object", client_obj, "--image-opts", opts, "-O", "raw", scratch)
+    test.assertEqual(read_bytes(scratch), data)
+    p = run(QEMU_IMG, "info", f"nbd://localhost:{port}/{name}", check=False)
+    test.assertNotEqual(p.returncode, 0)
+    test.assertIn("TLS", p.stderr)
+    if NBDINFO:
+        tls_uri = f"nbds://localhost:{port}/{name}?tls-certificates={certs}"
+        test.assertEqual(json.loads(run(NBDINFO, "--json", tls_uri).stdout)["TLS"], True)
+
+
 class RawClient:
     """A bare NBD client over a socket: handshake and simple requests."""
 
@@ -275,15 +304,6 @@ class NbdTest(unittest.TestCase):
                 qsock = self.path(f"q-{fmt}.sock")
                 self.start("-t", "-r", "-k", qsock, "-x", "disk", "-f", fmt, image, program=QEMU_NBD, sock=qsock)
                 theirs = f"nbd+unix:///disk?socket={qsock}"
-
-                def extents(uri):
-                    merged = []
-                    for e in json.loads(run(NBDINFO, "--map", "--json", uri).stdout):
-                        if merged and merged[-1][2] == e["type"]:
-                            merged[-1][1] += e["length"]
-                        else:
-                            merged.append([e["offset"], e["length"], e["type"]])
-                    return merged
                 self.assertEqual(extents(ours), extents(theirs))
 
     @unittest.skipUnless(NBDCOPY, "nbdcopy is not installed")
@@ -355,20 +375,7 @@ class NbdTest(unittest.TestCase):
     def test_tls(self):
         obj = f"tls-creds-x509,id=tls0,dir={self.certs},endpoint=server,verify-peer=off"
         port, _ = self.emu_nbd_tcp("-f", "raw", "-e", "0", "--object", obj, "--tls-creds", "tls0")
-        client_obj = f"tls-creds-x509,id=tls0,dir={self.certs},endpoint=client"
-        opts = f"driver=nbd,host=localhost,port={port},export=disk,tls-creds=tls0"
-        info = run(QEMU_IMG, "info", "--output=json", "--object", client_obj, "--image-opts", opts)
-        self.assertEqual(json.loads(info.stdout)["virtual-size"], SIZE)
-        out = self.path("tls.raw")
-        run(QEMU_IMG, "convert", "--object", client_obj, "--image-opts", opts, "-O", "raw", out)
-        self.assertEqual(read_bytes(out), self.data)
-        # Plaintext is refused (NBD_REP_ERR_TLS_REQD).
-        p = run(QEMU_IMG, "info", f"nbd://localhost:{port}/disk", check=False)
-        self.assertNotEqual(p.returncode, 0)
-        self.assertIn("TLS", p.stderr)
-        if NBDINFO:
-            tls_uri = f"nbds://localhost:{port}/disk?tls-certificates={self.certs}"
-            self.assertEqual(json.loads(run(NBDINFO, "--json", tls_uri).stdout)["TLS"], True)
+        check_tls_export(self, port, "disk", self.certs, self.data, self.path("tls.raw"))
         # Our own client with the same directory.
         p = run(EMU_IMG, "info", f"nbds://localhost:{port}/disk?tls-creds={self.certs}")
         self.assertIn(f"virtual size: 6 MiB ({SIZE} bytes)", p.stdout)

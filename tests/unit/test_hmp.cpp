@@ -35,3 +35,50 @@ TEST_CASE("HMP commands call their QMP twins and format the result")
     CHECK(hmp::run("help info", exec).find("info status") != std::string::npos);
     CHECK(hmp::run("help stop", exec) == "stop|s -- stop emulation\n");
 }
+
+TEST_CASE("HMP nbd_server_* build QEMU 2.10's QMP arguments; -a exports every drive with a medium")
+{
+    std::vector<std::pair<std::string, json>> called;
+    bool fail_add = false;
+    hmp::Executor exec = [&](const std::string& cmd, const json& args) -> qmp::Result<json> {
+        called.emplace_back(cmd, args);
+        if (cmd == "query-block")
+            return json::array({{{"device", "virtio0"}, {"inserted", json::object()}},
+                                {{"device", "ide1-cd0"}},
+                                {{"device", "ide0-hd0"}, {"inserted", json::object()}}});
+        if (cmd == "nbd-server-add" && fail_add)
+            return qmp::fail("NBD server already has export named 'virtio0'");
+        return json::object();
+    };
+    CHECK(hmp::run("nbd_server_start [::1]:10809", exec) == "");
+    REQUIRE(called.size() == 1);
+    CHECK(called[0].second == json{{"addr", {{"type", "inet"}, {"data", {{"host", "::1"}, {"port", "10809"}}}}}});
+    called.clear();
+    CHECK(hmp::run("nbd_server_start -a -w unix:/tmp/x.sock", exec) == "");
+    REQUIRE(called.size() == 4);
+    CHECK(called[0].second["addr"] == json{{"type", "unix"}, {"data", {{"path", "/tmp/x.sock"}}}});
+    CHECK(called[1].first == "query-block");
+    CHECK(called[2].second == json{{"device", "virtio0"}, {"writable", true}});
+    CHECK(called[3].second == json{{"device", "ide0-hd0"}, {"writable", true}});
+    called.clear();
+    fail_add = true;
+    CHECK(hmp::run("nbd_server_start -a 127.0.0.1:0", exec) ==
+          "Error: NBD server already has export named 'virtio0'\n");
+    REQUIRE(called.size() == 4);
+    CHECK(called[2].second == json{{"device", "virtio0"}, {"writable", false}});
+    CHECK(called[3].first == "nbd-server-stop");
+    called.clear();
+    fail_add = false;
+    CHECK(hmp::run("nbd_server_add -w virtio0 disk", exec) == "");
+    CHECK(hmp::run("nbd_server_add virtio0", exec) == "");
+    CHECK(hmp::run("nbd_server_remove -f disk", exec) == "");
+    CHECK(hmp::run("nbd_server_remove disk", exec) == "");
+    CHECK(hmp::run("nbd_server_stop", exec) == "");
+    REQUIRE(called.size() == 5);
+    CHECK(called[0] == std::pair<std::string, json>{"nbd-server-add", {{"device", "virtio0"}, {"name", "disk"},
+                                                                       {"writable", true}}});
+    CHECK(called[1].second == json{{"device", "virtio0"}});
+    CHECK(called[2].second == json{{"name", "disk"}, {"mode", "hard"}});
+    CHECK(called[3].second == json{{"name", "disk"}});
+    CHECK(called[4].first == "nbd-server-stop");
+}

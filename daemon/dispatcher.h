@@ -50,5 +50,6 @@ void register_vm_commands(Dispatcher& d);
 void register_daemon_commands(Dispatcher& d);
 void register_chardev_commands(Dispatcher& d);
 void register_block_commands(Dispatcher& d);
+void register_block_op_commands(Dispatcher& d);
 
 } // namespace emu::daemon

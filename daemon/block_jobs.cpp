@@ -12,8 +12,8 @@ using namespace std::chrono_literals;
 
 namespace {
 
-constexpr uint64_t k_chunk = uint64_t(1) << 20;   // one run of the first pass
-constexpr uint64_t k_granularity = 64 * 1024;     // write tracking of an active commit
+constexpr uint64_t k_chunk = uint64_t(1) << 20; // one run of the first pass
+constexpr uint64_t k_granularity = 64 * 1024;   // write tracking of an active commit
 
 } // namespace
 
@@ -63,7 +63,10 @@ void CommitJob::join()
 
 json CommitJob::event_data() const
 {
-    return {{"type", "commit"}, {"device", m_p.id}, {"len", m_len.load()}, {"offset", m_offset.load()},
+    return {{"type", "commit"},
+            {"device", m_p.id},
+            {"len", m_len.load()},
+            {"offset", m_offset.load()},
             {"speed", m_speed.load()}};
 }
 
@@ -110,13 +113,13 @@ void CommitJob::throttle(uint64_t copied, std::chrono::steady_clock::time_point 
     uint64_t speed = m_speed;
     if (!speed)
         return;
-    auto due = since + std::chrono::duration_cast<std::chrono::steady_clock::duration>(
-                           std::chrono::duration<double>(double(copied) / double(speed)));
+    auto due = since +
+        std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+                   std::chrono::duration<double>(double(copied) / double(speed)));
     while (std::chrono::steady_clock::now() < due && !m_cancel) {
         auto left = std::chrono::duration_cast<std::chrono::milliseconds>(due - std::chrono::steady_clock::now());
         std::unique_lock lock(m_mutex);
-        m_cv.wait_for(lock, std::min<std::chrono::milliseconds>(left + 1ms, 100ms),
-                      [this] { return m_cancel.load(); });
+        m_cv.wait_for(lock, std::min<std::chrono::milliseconds>(left + 1ms, 100ms), [this] { return m_cancel.load(); });
     }
 }
 

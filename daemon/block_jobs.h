@@ -28,13 +28,13 @@ namespace emu::daemon {
 class CommitJob {
 public:
     struct Params {
-        std::string id;                        // the job's id ("device" in its events)
+        std::string id;                           // the job's id ("device" in its events)
         storage::BlockBackend* backend = nullptr; // the drive's
         storage::BlockDriver* top = nullptr;
         storage::BlockDriver* base = nullptr;
-        bool active = false;                   // top is the active layer
-        uint64_t speed = 0;                    // bytes per second, 0: no limit
-        std::string backing_file;              // intermediate: the name to record in top's overlay
+        bool active = false;      // top is the active layer
+        uint64_t speed = 0;       // bytes per second, 0: no limit
+        std::string backing_file; // intermediate: the name to record in top's overlay
     };
     // What the job thread tells the loop (through `post`).
     enum class Outcome { Ready, Copied, Cancelled, Failed };

@@ -16,8 +16,8 @@ using json = nlohmann::json;
 namespace {
 
 // Members each driver takes (besides the common ones).
-constexpr std::string_view k_common_keys[] = {"driver", "node-name", "discard", "cache", "read-only",
-                                              "force-share", "detect-zeroes"};
+constexpr std::string_view k_common_keys[] = {"driver",    "node-name",   "discard",      "cache",
+                                              "read-only", "force-share", "detect-zeroes"};
 constexpr std::string_view k_file_keys[] = {"filename", "locking", "aio"};
 constexpr std::string_view k_nbd_keys[] = {"server", "export", "tls-creds"};
 constexpr std::string_view k_format_keys[] = {"file", "backing"};
@@ -92,7 +92,8 @@ qmp::Result<Common> parse_common(const json& o, const Common& inherited)
         if (!no_flush)
             return std::unexpected(no_flush.error());
         c.cache = *no_flush ? storage::CacheMode::Unsafe
-                            : *direct ? storage::CacheMode::None : storage::CacheMode::Writeback;
+            : *direct       ? storage::CacheMode::None
+                            : storage::CacheMode::Writeback;
     }
     auto discard = get_string(o, "discard", "");
     if (!discard)
@@ -205,7 +206,7 @@ qmp::Result<Opened> open_options(const json& o, const Common& inherited, const N
     for (auto& [key, value] : o.items()) {
         std::string_view k = key;
         bool ok = listed(k, k_common_keys) || (drv == "file" && listed(k, k_file_keys)) ||
-                  (drv == "nbd" && listed(k, k_nbd_keys)) || (is_format && listed(k, k_format_keys));
+            (drv == "nbd" && listed(k, k_nbd_keys)) || (is_format && listed(k, k_format_keys));
         if (!ok)
             return qmp::fail("Parameter '" + key + "' is unexpected");
     }

@@ -24,11 +24,11 @@ namespace emu::daemon {
 struct BlockNode {
     std::string name;
     std::unique_ptr<storage::BlockBackend> backend; // while the node stands alone
-    storage::BlockDriver* driver = nullptr;          // its top driver, wherever it lives now
-    bool in_drive = false;                           // a device or a drive's chain took it
-    std::string parent;                              // the node using it as a child ("" if none)
-    std::string role;                                // "backing" or "file" in that parent
-    std::vector<std::string> children;               // nodes it borrows
+    storage::BlockDriver* driver = nullptr;         // its top driver, wherever it lives now
+    bool in_drive = false;                          // a device or a drive's chain took it
+    std::string parent;                             // the node using it as a child ("" if none)
+    std::string role;                               // "backing" or "file" in that parent
+    std::vector<std::string> children;              // nodes it borrows
     storage::CacheMode cache = storage::CacheMode::Writeback;
     storage::DetectZeroes detect_zeroes = storage::DetectZeroes::Off;
     storage::DiscardMode discard = storage::DiscardMode::Ignore;

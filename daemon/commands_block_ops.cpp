@@ -29,8 +29,7 @@ struct Target {
 
 std::string busy_job(storage::BlockBackend& backend)
 {
-    return "Node '" + backend.driver().node_name() +
-           "' is busy: block device is in use by block job: commit";
+    return "Node '" + backend.driver().node_name() + "' is busy: block device is in use by block job: commit";
 }
 
 // A drive by id, or the active layer of a drive or standalone node by node name.
@@ -197,8 +196,8 @@ qmp::Result<json> snapshot_internal(Context& ctx, const json& args)
         if (auto r = top.flush(); !r)
             return qmp::fail(r.error().message);
         if (auto r = top.snapshot_create(s); !r)
-            return qmp::fail("Failed to create snapshot '" + name + "' on device '" + device + "': " +
-                             r.error().message);
+            return qmp::fail("Failed to create snapshot '" + name + "' on device '" + device +
+                             "': " + r.error().message);
         return {};
     });
     if (!ok)
@@ -275,9 +274,9 @@ qmp::Result<json> block_commit(Context& ctx, const json& args)
     else if (top->backing())
         base = storage::chain_bottom(*top);
     if (!base || base == top)
-        return base == top ? qmp::fail("cannot commit an image into itself")
-                           : qmp::fail("Base '" + (base_name.empty() ? std::string("NULL") : base_name) +
-                                       "' not found");
+        return base == top
+            ? qmp::fail("cannot commit an image into itself")
+            : qmp::fail("Base '" + (base_name.empty() ? std::string("NULL") : base_name) + "' not found");
     const bool active = top == &root;
     if (active && args.contains("backing-file"))
         return qmp::fail("'backing-file' specified, but 'top' is the active layer");
@@ -373,8 +372,7 @@ void register_block_op_commands(Dispatcher& d)
         if (!node.parent.empty()) {
             if (node.role == "file")
                 return qmp::fail("Block device " + name + " is in use");
-            return qmp::fail("Node '" + name + "' is busy: node is used as " + node.role + " of '" + node.parent +
-                             "'");
+            return qmp::fail("Node '" + name + "' is busy: node is used as " + node.role + " of '" + node.parent + "'");
         }
         std::vector<std::string> children = node.children;
         (void)node.backend->close();

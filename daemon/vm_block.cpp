@@ -67,8 +67,7 @@ std::vector<storage::BlockDriver*> Vm::named_drivers() const
     for (auto& n : m_nodes)
         if (n->backend)
             collect(&n->backend->driver(), out);
-    out.erase(std::remove_if(out.begin(), out.end(),
-                             [](storage::BlockDriver* d) { return d->node_name().empty(); }),
+    out.erase(std::remove_if(out.begin(), out.end(), [](storage::BlockDriver* d) { return d->node_name().empty(); }),
               out.end());
     return out;
 }

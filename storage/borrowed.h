@@ -62,10 +62,7 @@ public:
     }
     Result<void> snapshot_create(const SnapshotInfo& snapshot) override { return m_target.snapshot_create(snapshot); }
     Result<void> snapshot_goto(std::string_view id_or_name) override { return m_target.snapshot_goto(id_or_name); }
-    Result<void> snapshot_delete(std::string_view id_or_name) override
-    {
-        return m_target.snapshot_delete(id_or_name);
-    }
+    Result<void> snapshot_delete(std::string_view id_or_name) override { return m_target.snapshot_delete(id_or_name); }
     Result<void> vmstate_write(uint64_t pos, std::span<const uint8_t> buf) override
     {
         return m_target.vmstate_write(pos, buf);

@@ -9,8 +9,7 @@ namespace emu::storage {
 
 CommitCopier::CommitCopier(BlockDriver& top, BlockDriver& base, uint64_t chunk)
     : m_top(top), m_base(base), m_buf(size_t(chunk))
-{
-}
+{}
 
 Result<void> CommitCopier::prepare()
 {
@@ -89,7 +88,8 @@ Result<void> CommitCopier::copy(uint64_t offset, uint64_t len)
 
 bool same_file(const std::string& a, const std::string& b)
 {
-    struct stat sa{}, sb{};
+    struct stat sa {
+    }, sb{};
     return stat(a.c_str(), &sa) == 0 && stat(b.c_str(), &sb) == 0 && sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
 }
 

@@ -67,7 +67,7 @@ void register_block_commands(Dispatcher& d)
             const DriveSpec& spec = drive->spec();
             json info = {{"device", spec.id}, {"locked", false}, {"removable", spec.cdrom}, {"io-status", "ok"}};
             for (auto& dev : devices) {
-                if (dev.drive != spec.id)
+                if (dev.drive != drive->key())
                     continue;
                 info["qdev"] = dev.qdev;
                 info["locked"] = dev.locked;
@@ -90,12 +90,12 @@ void register_block_commands(Dispatcher& d)
             devices::BlockStats stats;
             json entry = {{"device", spec.id}};
             for (auto& dev : devices)
-                if (dev.drive == spec.id) {
+                if (dev.drive == drive->key()) {
                     stats = dev.stats;
                     entry["qdev"] = dev.qdev;
                 }
             if (drive->backend())
-                entry["node-name"] = spec.node_name;
+                entry["node-name"] = drive->root_node_name();
             entry["stats"] = stats_json(stats);
             list.push_back(std::move(entry));
         }
@@ -122,14 +122,14 @@ void register_block_commands(Dispatcher& d)
         ctx.vm->machine().drain_block_devices();
         if (auto ok = drive->backend()->resize(uint64_t(size)); !ok)
             return qmp::fail("Device '" + drive->spec().id + "': " + ok.error().message);
-        ctx.vm->machine().drive_resized(drive->spec().id);
+        ctx.vm->machine().drive_resized(drive->key());
         return json::object();
     });
     d.add("eject", [](Context& ctx, const json& args) -> qmp::Result<json> {
         auto drive = named_drive(ctx, args);
         if (!drive)
             return std::unexpected(drive.error());
-        if (auto ok = ctx.vm->machine().eject_medium((*drive)->spec().id, args.value("force", false)); !ok)
+        if (auto ok = ctx.vm->machine().eject_medium((*drive)->key(), args.value("force", false)); !ok)
             return qmp::fail(ok.error());
         ctx.vm->machine().drain_block_devices();
         ctx.vm->nbd().medium_removed((*drive)->spec().id);
@@ -144,7 +144,7 @@ void register_block_commands(Dispatcher& d)
         if (!medium)
             return std::unexpected(medium.error());
         storage::BlockBackend* raw = medium->get();
-        if (auto ok = ctx.vm->machine().change_medium(drive.spec().id, raw); !ok)
+        if (auto ok = ctx.vm->machine().change_medium(drive.key(), raw); !ok)
             return qmp::fail(ok.error());
         ctx.vm->machine().drain_block_devices();
         ctx.vm->nbd().medium_removed(drive.spec().id);

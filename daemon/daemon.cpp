@@ -24,6 +24,7 @@ Daemon::Daemon(Loop& loop, Options options)
     register_block_commands(m_dispatcher);
     register_nbd_commands(m_dispatcher);
     register_object_commands(m_dispatcher);
+    register_block_op_commands(m_dispatcher);
     if (auto missing = m_dispatcher.mismatches(); !missing.empty()) {
         for (auto& m : missing)
             log_error("QMP schema and handlers disagree: {}", m);

@@ -52,5 +52,6 @@ void register_chardev_commands(Dispatcher& d);
 void register_block_commands(Dispatcher& d);
 void register_nbd_commands(Dispatcher& d);
 void register_object_commands(Dispatcher& d);
+void register_block_op_commands(Dispatcher& d);
 
 } // namespace emu::daemon

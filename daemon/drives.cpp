@@ -1,5 +1,6 @@
 #include "daemon/drives.h"
 
+#include "daemon/block_nodes.h"
 #include "common/log.h"
 #include "storage/image.h"
 
@@ -257,13 +258,36 @@ qmp::Result<std::unique_ptr<Drive>> Drive::open(DriveSpec spec, const std::strin
         if (!backend)
             return qmp::fail(where + ": " + open_error(backend.error().message));
         drive->m_backend = std::move(*backend);
+        drive->m_backend->driver().set_node_name(d.node_name);
         return drive;
     }
     auto backend = storage::BlockBackend::open(options);
     if (!backend)
         return qmp::fail(where + ": " + open_error(backend.error().message));
     drive->m_backend = std::move(*backend);
+    drive->m_backend->driver().set_node_name(d.node_name);
     return drive;
+}
+
+std::unique_ptr<Drive> Drive::adopt(DriveSpec spec, std::unique_ptr<storage::BlockBackend> backend)
+{
+    std::unique_ptr<Drive> drive(new Drive(std::move(spec)));
+    drive->m_backend = std::move(backend);
+    drive->root_changed();
+    return drive;
+}
+
+std::string Drive::root_node_name() const
+{
+    return m_backend ? m_backend->driver().node_name() : m_spec.node_name;
+}
+
+void Drive::root_changed()
+{
+    if (!m_backend)
+        return;
+    m_spec.file = m_backend->driver().filename();
+    m_spec.format = std::string(m_backend->driver().format_name());
 }
 
 Drive::~Drive() { close(); }
@@ -308,6 +332,8 @@ void Drive::set_medium(std::unique_ptr<storage::BlockBackend> medium, const std:
 {
     close();
     m_backend = std::move(medium);
+    if (m_backend)
+        m_backend->driver().set_node_name(m_spec.node_name);
     m_spec.file = file;
     m_spec.format = format;
 }
@@ -328,54 +354,8 @@ json Drive::inserted() const
     if (!m_backend)
         return nullptr;
     storage::BlockDriver& top = m_backend->driver();
-    storage::ImageInfo info = top.info();
-    int depth = 0;
-    for (storage::BlockDriver* b = top.backing(); b; b = b->backing())
-        depth++;
-    json image = {{"filename", m_spec.snapshot ? top.filename() : m_spec.file},
-                  {"format", info.format},
-                  {"virtual-size", info.virtual_size},
-                  {"actual-size", top.allocated_bytes()},
-                  {"dirty-flag", info.dirty}};
-    if (info.cluster_size)
-        image["cluster-size"] = *info.cluster_size;
-    if (!info.backing_filename.empty()) {
-        image["backing-filename"] = info.backing_filename;
-        image["full-backing-filename"] = info.full_backing_filename;
-        if (!info.backing_format.empty())
-            image["backing-filename-format"] = info.backing_format;
-    }
-    if (info.qcow2) {
-        image["format-specific"] = {{"type", "qcow2"},
-                                    {"data",
-                                     {{"compat", info.qcow2->compat},
-                                      {"compression-type", info.qcow2->compression_type},
-                                      {"lazy-refcounts", info.qcow2->lazy_refcounts},
-                                      {"refcount-bits", info.qcow2->refcount_bits},
-                                      {"corrupt", info.qcow2->corrupt},
-                                      {"extended-l2", info.qcow2->extended_l2}}}};
-    }
-    bool direct = storage::cache_direct(m_spec.cache);
-    bool no_flush = m_spec.cache == storage::CacheMode::Unsafe;
-    bool writeback = !storage::cache_writethrough(m_spec.cache);
-    static const char* const zeroes[] = {"off", "on", "unmap"};
-    return {{"file", m_spec.snapshot ? top.filename() : m_spec.file},
-            {"node-name", m_spec.node_name},
-            {"ro", m_backend->read_only()},
-            {"drv", std::string(top.format_name())},
-            {"encrypted", false},
-            {"encryption_key_missing", false},
-            {"backing_file_depth", depth},
-            {"bps", 0},
-            {"bps_rd", 0},
-            {"bps_wr", 0},
-            {"iops", 0},
-            {"iops_rd", 0},
-            {"iops_wr", 0},
-            {"detect_zeroes", zeroes[int(m_spec.detect_zeroes)]},
-            {"write_threshold", 0},
-            {"cache", {{"writeback", writeback}, {"direct", direct}, {"no-flush", no_flush}}},
-            {"image", image}};
+    NodeView view{m_spec.cache, m_spec.detect_zeroes, m_spec.snapshot ? top.filename() : m_spec.file};
+    return node_info(top, view);
 }
 
 } // namespace emu::daemon

@@ -31,8 +31,8 @@
 namespace emu::daemon {
 
 struct DriveSpec {
-    std::string id;        // query-block's "device"
-    std::string node_name; // the top node's name
+    std::string id;        // query-block's "device"; "" for a -blockdev node a device uses
+    std::string node_name; // the top node's name when opened (devices know the drive by it)
     std::string file;      // empty: a removable drive without medium
     std::string format;    // empty: probed
     std::string interface; // "ide", "virtio", "none"
@@ -61,7 +61,18 @@ public:
     static qmp::Result<std::unique_ptr<Drive>> open(DriveSpec spec, const std::string& dir, const std::string& vm);
     ~Drive();
 
+    // A node from -blockdev that a device names (-device …,drive=NODE): the
+    // drive has no id of its own (query-block shows device "").
+    static std::unique_ptr<Drive> adopt(DriveSpec spec, std::unique_ptr<storage::BlockBackend> backend);
+
     const DriveSpec& spec() const { return m_spec; }
+    // The name the devices know this drive by (its id, or the node's name).
+    const std::string& key() const { return m_spec.id.empty() ? m_spec.node_name : m_spec.id; }
+    // The node name of the active layer now (an external snapshot or a
+    // commit replaces it).
+    std::string root_node_name() const;
+    // After a graph change: file and format follow the new active layer.
+    void root_changed();
     storage::BlockBackend* backend() const { return m_backend.get(); }
     const std::shared_ptr<storage::BlockBackend>& shared_backend() const { return m_backend; }
     devices::DriveConfig device_config() const;

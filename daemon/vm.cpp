@@ -123,22 +123,54 @@ qmp::Result<void> Vm::make_backends()
 
 qmp::Result<void> Vm::open_drives()
 {
+    if (auto ok = open_blockdevs(); !ok)
+        return ok;
     for (DriveSpec& spec : m_spec.drives) {
+        if (std::string why = node_name_conflict(spec.node_name); !why.empty() && !spec.node_name.starts_with('#'))
+            return qmp::fail("VM '" + name() + "': drive '" + spec.id + "': " + why);
         auto drive = Drive::open(spec, m_daemon.options().state_dir, name());
         if (!drive)
             return qmp::fail("VM '" + name() + "': " + drive.error().desc);
+        if ((*drive)->backend())
+            name_layers((*drive)->backend()->driver());
         devices::DriveConfig config = (*drive)->device_config();
         m_spec.machine.drives[spec.id] = config;
         m_spec.machine.drives[spec.node_name] = config;
         m_drives.push_back(std::move(*drive));
+    }
+    // -device …,drive=NODE with a -blockdev node: the node becomes a drive.
+    for (const devices::DeviceConfig& device : m_spec.machine.devices) {
+        auto it = device.props.find("drive");
+        if (it == device.props.end() || m_spec.machine.drives.count(it->second))
+            continue;
+        BlockNode* node = find_node(it->second);
+        if (!node || !node->backend)
+            return qmp::fail("VM '" + name() + "': device '" + device.driver + "': drive '" + it->second +
+                             "' not found");
+        if (!node->parent.empty())
+            return qmp::fail("VM '" + name() + "': device '" + device.driver + "': Node '" + node->name +
+                             "' is busy: node is used as " + node->role + " of '" + node->parent + "'");
+        DriveSpec spec;
+        spec.node_name = node->name;
+        spec.interface = "none";
+        spec.read_only = node->backend->read_only();
+        spec.cache = node->cache;
+        spec.detect_zeroes = node->detect_zeroes;
+        spec.discard = node->discard;
+        auto drive = Drive::adopt(std::move(spec), std::move(node->backend));
+        node->in_drive = true;
+        m_spec.machine.drives[node->name] = drive->device_config();
+        m_drives.push_back(std::move(drive));
     }
     return {};
 }
 
 Drive* Vm::find_drive(const std::string& id_or_node) const
 {
+    if (id_or_node.empty())
+        return nullptr;
     for (auto& d : m_drives)
-        if (d->spec().id == id_or_node || d->spec().node_name == id_or_node)
+        if (d->spec().id == id_or_node || d->spec().node_name == id_or_node || d->root_node_name() == id_or_node)
             return d.get();
     return nullptr;
 }
@@ -258,6 +290,7 @@ void Vm::close()
     if (m_closed)
         return;
     m_closed = true;
+    stop_jobs();
     if (m_machine)
         m_machine->pause();
     for (Listener* l : m_listeners)
@@ -266,6 +299,8 @@ void Vm::close()
     m_nbd.reset();     // NBD clients disconnected before the images close
     m_machine.reset(); // its disk devices drain first
     m_drives.clear();
+    while (!m_nodes.empty()) // later nodes may borrow earlier ones
+        m_nodes.pop_back();
     m_console_backend = nullptr;
     m_chardevs.clear();
     m_chardev_listeners.clear();
@@ -464,7 +499,7 @@ void Vm::block_io_error(const devices::BlockIoError& e)
         if (action == "enospc")
             action = "report";
         json data = {{"device", e.drive},
-                     {"node-name", drive ? drive->spec().node_name : e.drive},
+                     {"node-name", drive ? drive->root_node_name() : e.drive},
                      {"operation", e.is_read ? "read" : "write"},
                      {"action", action},
                      {"nospace", e.error == ENOSPC},

@@ -6,6 +6,8 @@
 // never reaches the daemon or the other VMs.
 #pragma once
 
+#include "daemon/block_jobs.h"
+#include "daemon/block_nodes.h"
 #include "daemon/chardev.h"
 #include "daemon/events.h"
 #include "daemon/nbd_service.h"
@@ -78,8 +80,33 @@ public:
     // (object-add: TLS credentials).
     NbdService& nbd() { return *m_nbd; }
     Objects& objects() { return m_objects; }
+    // The block graph (daemon/vm_block.cpp): monitor-owned nodes
+    // (blockdev-add, -blockdev), node names, block jobs.
+    std::vector<std::unique_ptr<BlockNode>>& nodes() { return m_nodes; }
+    BlockNode* find_node(const std::string& name) const;
+    // Takes a node blockdev-add opened: the nodes it borrows become its children.
+    void add_node(std::unique_ptr<BlockNode> node);
+    NodeEnv node_env();
+    // Why `name` cannot name a new node ("" if it can), QEMU's words.
+    std::string node_name_conflict(const std::string& name) const;
+    std::string auto_node_name();
+    // Gives every unnamed layer (and file child) of a chain a "#block…" name.
+    void name_layers(storage::BlockDriver& top);
+    // Forgets nodes whose driver left every chain (a commit dropped them).
+    void prune_nodes();
+    // Every named driver of the VM: drive chains, then standalone nodes.
+    std::vector<storage::BlockDriver*> named_drivers() const;
+    // The job working on a drive's backend, if any.
+    CommitJob* job_on(const storage::BlockBackend* backend) const;
+    CommitJob* find_job(const std::string& id) const;
+    std::vector<CommitJob*> jobs() const;
+    // Starts a commit job; its events go out on this VM's endpoint.
+    qmp::Result<void> start_commit(CommitJob::Params params, Drive* drive);
 
     // MachineHost, callable from any thread.
+    // Runs fn on the loop thread if this VM still exists then and is not quitting.
+    void on_loop(std::function<void(Vm&)> fn);
+
     void request_shutdown(devices::ShutdownCause cause) override;
     void request_reset(devices::ShutdownCause cause) override;
     void report_internal_error(const std::string& reason) override;
@@ -91,8 +118,9 @@ private:
     Vm(Daemon& daemon, VmSpec spec) : m_daemon(daemon), m_spec(std::move(spec)) {}
     qmp::Result<void> make_backends();
     qmp::Result<void> open_drives();
-    // Runs fn on the loop thread if this VM still exists then and is not quitting.
-    void on_loop(std::function<void(Vm&)> fn);
+    qmp::Result<void> open_blockdevs();
+    void job_progress(const std::string& id, CommitJob::Outcome outcome, const std::string& error);
+    void stop_jobs();
     qmp::Result<void> open_endpoints();
     qmp::Result<void> open_endpoint(const std::string& address, const std::string& protocol, bool pretty,
                                     bool wait);
@@ -105,9 +133,17 @@ private:
     ConsoleBackend* m_console_backend = nullptr;
     std::map<std::string, Chardev*> m_chardevs;         // by id: the backends in m_backends but the console
     std::map<std::string, Listener*> m_chardev_listeners; // socket servers that serve monitors (open_endpoint)
+    std::vector<std::unique_ptr<BlockNode>> m_nodes; // outlive the drives, which may borrow them
     std::vector<std::unique_ptr<Drive>> m_drives; // outlive the machine (see close())
     std::unique_ptr<NbdService> m_nbd;             // ends before the drives (see close())
     Objects m_objects;
+    struct JobEntry {
+        std::unique_ptr<CommitJob> job;
+        const storage::BlockBackend* backend = nullptr;
+        Drive* drive = nullptr;
+    };
+    std::map<std::string, JobEntry> m_jobs;
+    unsigned m_next_node = 200;
     std::unique_ptr<devices::Machine> m_machine;
     RunState m_state = RunState::Prelaunch;
     std::string m_error;

@@ -6,6 +6,7 @@
 #include <cctype>
 #include <optional>
 #include <regex>
+#include <set>
 #include <sys/socket.h>
 
 namespace emu::daemon {
@@ -16,7 +17,6 @@ namespace {
 
 // What the config may name that emud cannot do yet, and what to say then.
 constexpr std::pair<const char*, const char*> k_unsupported_sections[] = {
-    {"blockdevs", "block devices are not supported yet"},
     {"netdevs", "network backends are not supported yet"},
     {"vnc", "the VNC server is not supported yet"},
     {"incoming", "incoming migration is not supported yet"},
@@ -439,12 +439,23 @@ qmp::Result<VmSpec> parse_vm_config(const json& config, const kvm::ProbeResult& 
     if (!drives)
         return std::unexpected(drives.error());
     spec.drives = std::move(*drives);
-    for (auto& device : spec.machine.devices) { // -device …,drive=ID
+    // -blockdev option sets are opened with the VM; here: objects with names.
+    std::set<std::string> node_names;
+    for (const json& b : config.value("blockdevs", json::array())) {
+        if (!b.is_object())
+            return qmp::fail("blockdevs: each -blockdev is an object of options");
+        if (!b.contains("node-name") || !b["node-name"].is_string())
+            return qmp::fail("blockdev: 'node-name' must be specified for the root node");
+        if (!node_names.insert(b["node-name"].get<std::string>()).second)
+            return qmp::fail("blockdev: Duplicate node name");
+    }
+    for (auto& device : spec.machine.devices) { // -device …,drive=ID (a -drive id or a -blockdev node)
         auto it = device.props.find("drive");
         if (it == device.props.end())
             continue;
         if (std::none_of(spec.drives.begin(), spec.drives.end(),
-                         [&](const DriveSpec& d) { return d.id == it->second || d.node_name == it->second; }))
+                         [&](const DriveSpec& d) { return d.id == it->second || d.node_name == it->second; }) &&
+            !node_names.count(it->second))
             return qmp::fail("device '" + device.driver + "': drive '" + it->second + "' not found");
     }
     if (config.contains("display")) {

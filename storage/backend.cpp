@@ -48,6 +48,27 @@ Result<std::unique_ptr<BlockBackend>> BlockBackend::open(const BackendOptions& o
 BlockBackend::BlockBackend(std::unique_ptr<BlockDriver> driver, const BackendOptions& options)
     : m_driver(std::move(driver)), m_options(options), m_pool(options.pool ? options.pool : &WorkerPool::shared())
 {
+    refresh();
+}
+
+void BlockBackend::refresh()
+{
+    if (!m_driver)
+        return;
+    m_size.store(m_driver->size(), std::memory_order_release);
+    m_read_only.store(m_driver->read_only(), std::memory_order_release);
+}
+
+Result<std::unique_ptr<BlockDriver>> BlockBackend::release_driver()
+{
+    drain();
+    std::lock_guard lock(m_io);
+    if (m_closed || !m_driver)
+        return fail("the block backend has no driver any more", EINVAL);
+    if (auto r = m_driver->flush(); !r)
+        return std::unexpected(r.error());
+    m_closed = true;
+    return std::move(m_driver);
 }
 
 BlockBackend::~BlockBackend()
@@ -66,6 +87,7 @@ Result<void> BlockBackend::after_write()
 Result<void> BlockBackend::resize(uint64_t size)
 {
     std::lock_guard lock(m_io);
+    Refresh refresh{*this};
     return m_driver->resize(size, Preallocation::Off);
 }
 
@@ -78,6 +100,7 @@ Result<void> BlockBackend::read(uint64_t offset, std::span<uint8_t> buf)
 Result<void> BlockBackend::write(uint64_t offset, std::span<const uint8_t> buf)
 {
     std::lock_guard lock(m_io);
+    mark_written(offset, buf.size());
     if (m_options.detect_zeroes != DetectZeroes::Off && !buf.empty() &&
         buffer_is_zero(buf)) {
         bool unmap = m_options.detect_zeroes == DetectZeroes::Unmap && m_options.discard == DiscardMode::Unmap;
@@ -93,6 +116,7 @@ Result<void> BlockBackend::write(uint64_t offset, std::span<const uint8_t> buf)
 Result<void> BlockBackend::write_zeroes(uint64_t offset, uint64_t bytes, bool may_unmap)
 {
     std::lock_guard lock(m_io);
+    mark_written(offset, bytes);
     bool unmap = may_unmap && m_options.discard == DiscardMode::Unmap;
     if (auto r = m_driver->write_zeroes(offset, bytes, unmap); !r)
         return r;
@@ -106,6 +130,7 @@ Result<void> BlockBackend::discard(uint64_t offset, uint64_t bytes)
         return {};
     if (m_driver->read_only())
         return fail(fmt::format("'{}' is opened read-only", m_driver->filename()), EROFS);
+    mark_written(offset, bytes);
     if (auto r = m_driver->discard(offset, bytes); !r)
         return r;
     return after_write();
@@ -178,6 +203,43 @@ void BlockBackend::drain()
     m_inflight_cv.wait(lock, [this] { return m_inflight == 0; });
 }
 
+void BlockBackend::mark_written(uint64_t offset, uint64_t bytes)
+{
+    if (!m_track_granularity || bytes == 0)
+        return;
+    for (uint64_t c = offset / m_track_granularity; c <= (offset + bytes - 1) / m_track_granularity; c++)
+        m_written.insert(c);
+}
+
+void BlockBackend::start_write_tracking(uint64_t granularity)
+{
+    std::lock_guard lock(m_io);
+    m_track_granularity = std::max<uint64_t>(granularity, 512);
+    m_written.clear();
+}
+
+std::vector<std::pair<uint64_t, uint64_t>> BlockBackend::take_written()
+{
+    std::lock_guard lock(m_io);
+    std::vector<std::pair<uint64_t, uint64_t>> ranges;
+    for (uint64_t c : m_written) {
+        uint64_t start = c * m_track_granularity;
+        if (!ranges.empty() && ranges.back().first + ranges.back().second == start)
+            ranges.back().second += m_track_granularity;
+        else
+            ranges.emplace_back(start, m_track_granularity);
+    }
+    m_written.clear();
+    return ranges;
+}
+
+void BlockBackend::stop_write_tracking()
+{
+    std::lock_guard lock(m_io);
+    m_track_granularity = 0;
+    m_written.clear();
+}
+
 Result<void> BlockBackend::close()
 {
     drain();
@@ -185,6 +247,8 @@ Result<void> BlockBackend::close()
     if (m_closed)
         return {};
     m_closed = true;
+    if (!m_driver)
+        return {};
     return m_driver->close();
 }
 

@@ -13,6 +13,9 @@
 #include <condition_variable>
 #include <functional>
 #include <mutex>
+#include <set>
+#include <utility>
+#include <vector>
 
 namespace emu::storage {
 
@@ -41,8 +44,10 @@ public:
     BlockBackend(std::unique_ptr<BlockDriver> driver, const BackendOptions& options);
     ~BlockBackend(); // drains, then closes (errors are logged)
 
-    uint64_t size() const { return m_driver->size(); }
-    bool read_only() const { return m_driver->read_only(); }
+    // Size and access mode of the root driver, kept apart so that devices may
+    // ask from any thread while a graph change replaces the root.
+    uint64_t size() const { return m_size.load(std::memory_order_acquire); }
+    bool read_only() const { return m_read_only.load(std::memory_order_acquire); }
     BlockDriver& driver() { return *m_driver; }
 
     Result<void> read(uint64_t offset, std::span<uint8_t> buf);
@@ -64,21 +69,61 @@ public:
     void flush_async(Completion done);
     // Waits until every asynchronous request has completed.
     void drain();
+    // Runs fn(driver) serialized with every request: what a block job or a
+    // snapshot does to the driver stack while devices keep using it.
+    template <class F>
+    auto locked(F&& fn)
+    {
+        std::lock_guard lock(m_io);
+        Refresh refresh{*this};
+        return fn(*m_driver);
+    }
+    // Runs fn(root) with the owner of the root driver, serialized with every
+    // request: a graph change replaces the root (an external snapshot puts an
+    // overlay on top, an active commit makes the base the root). The root
+    // must be a driver again when fn returns.
+    template <class F>
+    auto with_root(F&& fn)
+    {
+        std::lock_guard lock(m_io);
+        Refresh refresh{*this};
+        return fn(m_driver);
+    }
+    // Gives up the driver stack (blockdev-snapshot moves an overlay node
+    // into a drive): drained and flushed first; the backend is unusable then.
+    Result<std::unique_ptr<BlockDriver>> release_driver();
+    // Write tracking (an active commit copies what the guest wrote since it
+    // started): every write, write_zeroes and discard marks the chunks of
+    // `granularity` bytes it touches; take_written() hands out the marked
+    // ranges (merged, in order) and clears them.
+    void start_write_tracking(uint64_t granularity);
+    std::vector<std::pair<uint64_t, uint64_t>> take_written();
+    void stop_write_tracking();
     // Drains, writes back metadata and marks the image clean.
     Result<void> close();
 
 private:
+    struct Refresh {
+        BlockBackend& b;
+        ~Refresh() { b.refresh(); }
+    };
+    void refresh();
     void submit(std::function<Result<void>()> op, Completion done);
     Result<void> after_write();
 
     std::unique_ptr<BlockDriver> m_driver;
     BackendOptions m_options;
     WorkerPool* m_pool;
-    std::mutex m_io;
+    std::recursive_mutex m_io;
+    std::atomic<uint64_t> m_size{0};
+    std::atomic<bool> m_read_only{false};
     std::mutex m_inflight_mutex;
     std::condition_variable m_inflight_cv;
     size_t m_inflight = 0;
     bool m_closed = false;
+    uint64_t m_track_granularity = 0; // 0: not tracking (m_io)
+    std::set<uint64_t> m_written;     // chunk indices (m_io)
+    void mark_written(uint64_t offset, uint64_t bytes);
 };
 
 } // namespace emu::storage

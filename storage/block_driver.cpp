@@ -43,6 +43,19 @@ Result<void> BlockDriver::set_backing_file(const std::string&, const std::string
     return fail(fmt::format("'{}' ({}) cannot have a backing file", filename(), format_name()), ENOTSUP);
 }
 
+Result<void> BlockDriver::reopen(bool read_only)
+{
+    if (read_only == this->read_only())
+        return {};
+    return fail(fmt::format("'{}' ({}) cannot be reopened {}", filename(), format_name(),
+                            read_only ? "read-only" : "read-write"), ENOTSUP);
+}
+
+Result<void> BlockDriver::attach_backing(std::unique_ptr<BlockDriver>)
+{
+    return fail(fmt::format("'{}' ({}) does not support backing images", filename(), format_name()), ENOTSUP);
+}
+
 Result<void> BlockDriver::snapshot_create(const SnapshotInfo&)
 {
     return no_snapshots(*this);

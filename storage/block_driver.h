@@ -11,6 +11,7 @@
 #include "storage/preallocation.h"
 
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <span>
 #include <string>
@@ -100,8 +101,26 @@ public:
     // destruction; the destructor only does best effort.
     virtual Result<void> close() { return flush(); }
 
+    // The name of this node in a block graph (QEMU's node-name: the daemon
+    // names the layers of a VM's drives); empty when unnamed.
+    virtual const std::string& node_name() const { return m_node_name; }
+    virtual void set_node_name(std::string name) { m_node_name = std::move(name); }
+
     virtual BlockDriver* backing() { return nullptr; }
     virtual BlockDriver* file() { return nullptr; }
+    // The driver that does the work: itself, or for a BorrowedDriver the one
+    // it stands for (identity checks across a block graph).
+    virtual BlockDriver* underlying() { return this; }
+    // Switches between read-only and read-write in place (a backing image a
+    // commit writes into; an image an external snapshot put below an
+    // overlay). Going read-only writes metadata back and marks the image
+    // clean; the image lock follows (QEMU's lock bytes are taken or dropped).
+    virtual Result<void> reopen(bool read_only);
+    // The backing image in memory: taken out of this layer (the caller owns
+    // it), or put in place of none (the header is not changed: see
+    // set_backing_file()).
+    virtual std::unique_ptr<BlockDriver> take_backing() { return nullptr; }
+    virtual Result<void> attach_backing(std::unique_ptr<BlockDriver> backing);
     // Bytes the image takes on the host ("disk size" of qemu-img info).
     virtual uint64_t allocated_bytes() const;
     virtual ImageInfo info() const;
@@ -131,6 +150,9 @@ public:
     // its size, or of the state of the snapshot last applied.
     virtual Result<void> vmstate_write(uint64_t pos, std::span<const uint8_t> buf);
     virtual Result<void> vmstate_read(uint64_t pos, std::span<uint8_t> buf);
+
+private:
+    std::string m_node_name;
 };
 
 // Does the buffer hold only zero bytes? (Word at a time: it runs over every

@@ -52,6 +52,17 @@ bool set_lock(int fd, off_t byte)
     return fcntl(fd, F_OFD_SETLK, &fl) == 0;
 }
 
+// Drops every lock this open file description holds on the image.
+void unlock_all(int fd)
+{
+    struct flock fl{};
+    fl.l_type = F_UNLCK;
+    fl.l_whence = SEEK_SET;
+    fl.l_start = 0;
+    fl.l_len = 0; // to the end
+    fcntl(fd, F_OFD_SETLK, &fl);
+}
+
 // Does another open file description hold a lock on `byte`?
 bool held_by_other(int fd, off_t byte)
 {
@@ -177,6 +188,46 @@ Result<void> FileDriver::lock()
             return fail(fmt::format("Failed to get shared \"{}\" lock\nIs another process using the image [{}]?",
                                     perm_name(p), m_path), EAGAIN);
     }
+    return {};
+}
+
+Result<void> FileDriver::reopen(bool read_only)
+{
+    if (read_only == m_options.read_only)
+        return {};
+    if (!m_options.read_only) {
+        if (auto r = flush(); !r)
+            return r;
+    }
+    int flags = (read_only ? O_RDONLY : O_RDWR) | O_CLOEXEC | (m_options.direct ? O_DIRECT : 0);
+    int fd = ::open(m_path.c_str(), flags);
+    if (fd < 0)
+        return fail(fmt::format("Could not reopen '{}' {}: {}", m_path, read_only ? "read-only" : "read-write",
+                                errno_text(errno)), errno);
+    struct stat st{};
+    if (fstat(fd, &st) != 0 || st.st_dev != m_dev || st.st_ino != m_ino) {
+        ::close(fd);
+        return fail(fmt::format("Could not reopen '{}': the file was replaced since it was opened", m_path), ESTALE);
+    }
+    // Our own old description holds lock bytes that would conflict with the
+    // new ones: drop them first, and take them back if the new ones fail.
+    const int old_fd = m_fd;
+    const FileOptions old_options = m_options;
+    if (m_options.locking)
+        unlock_all(old_fd);
+    m_fd = fd;
+    m_options.read_only = read_only;
+    if (m_options.locking) {
+        if (auto r = lock(); !r) {
+            ::close(fd);
+            m_fd = old_fd;
+            m_options = old_options;
+            if (auto back = lock(); !back)
+                return chain(fmt::format("Could not reopen '{}' and its lock is lost", m_path), r.error());
+            return r;
+        }
+    }
+    ::close(old_fd);
     return {};
 }
 

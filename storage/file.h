@@ -41,6 +41,8 @@ public:
     Result<void> flush() override;
     Result<BlockStatus> block_status(uint64_t offset, uint64_t bytes) override;
     uint64_t allocated_bytes() const override;
+    // A new descriptor with the other access mode; the lock bytes move with it.
+    Result<void> reopen(bool read_only) override;
 
     Result<void> truncate(uint64_t size, Preallocation prealloc = Preallocation::Off);
     Result<void> resize(uint64_t size, Preallocation prealloc) override { return truncate(size, prealloc); }

@@ -187,6 +187,29 @@ std::string resolve_backing_path(const std::string& image, const std::string& ba
     return image.substr(0, slash + 1) + backing;
 }
 
+Result<std::unique_ptr<BlockDriver>> open_format(std::unique_ptr<BlockDriver> file, const std::string& format,
+                                                 bool read_only)
+{
+    std::string name = file->filename();
+    std::string fmt_name = format;
+    if (fmt_name.empty()) {
+        auto probed = probe_format(*file);
+        if (!probed)
+            return chain(fmt::format("Could not open '{}'", name), probed.error());
+        fmt_name = *probed;
+    }
+    if (!format_supported(fmt_name))
+        return fail(fmt::format("Could not open '{}': image format '{}' is not supported", name, fmt_name));
+    if (fmt_name == "raw")
+        return std::unique_ptr<BlockDriver>(new RawDriver(std::move(file)));
+    qcow2::OpenOptions qo;
+    qo.read_only = read_only;
+    auto drv = qcow2::Driver::open(std::move(file), qo);
+    if (!drv)
+        return chain(fmt::format("Could not open '{}'", name), drv.error());
+    return std::unique_ptr<BlockDriver>(std::move(*drv));
+}
+
 Result<std::unique_ptr<BlockDriver>> open_image(const ImageOptions& options)
 {
     std::set<std::pair<uint64_t, uint64_t>> seen;

@@ -51,6 +51,11 @@ Result<std::string> probe_format(BlockDriver& file);
 // Opens the image and (unless open_backing is false) its whole backing chain.
 Result<std::unique_ptr<BlockDriver>> open_image(const ImageOptions& options);
 
+// A format driver over an open protocol driver (blockdev-add naming a file
+// node): `format` "" probes. The backing chain is not opened.
+Result<std::unique_ptr<BlockDriver>> open_format(std::unique_ptr<BlockDriver> file, const std::string& format,
+                                                 bool read_only);
+
 // The backing file name as QEMU resolves it: absolute names as they are,
 // relative ones against the directory of the image that names them.
 std::string resolve_backing_path(const std::string& image, const std::string& backing);

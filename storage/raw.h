@@ -26,6 +26,7 @@ public:
     Result<void> close() override { return m_file->close(); }
     Result<void> resize(uint64_t size, Preallocation prealloc) override;
     BlockDriver* file() override { return m_file.get(); }
+    Result<void> reopen(bool read_only) override { return m_file->reopen(read_only); }
     uint64_t allocated_bytes() const override { return m_file->allocated_bytes(); }
 
 private:

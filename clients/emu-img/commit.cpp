@@ -2,11 +2,11 @@
 // backing image (the direct one, or -b base further down), then empty the
 // image (unless -d; -b implies -d, as qemu-img).
 #include "clients/emu-img/common.h"
+#include "storage/commit.h"
 
 #include <chrono>
 #include <fmt/format.h>
 #include <getopt.h>
-#include <sys/stat.h>
 #include <thread>
 
 namespace emu::img {
@@ -14,12 +14,6 @@ namespace emu::img {
 namespace {
 
 constexpr uint64_t k_chunk = 1u << 20;
-
-bool same_file(const std::string& a, const std::string& b)
-{
-    struct stat sa{}, sb{};
-    return stat(a.c_str(), &sa) == 0 && stat(b.c_str(), &sb) == 0 && sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
-}
 
 // Layers from the top down: their file names as opened and as their overlay names them.
 struct Layer {
@@ -43,30 +37,6 @@ storage::Result<std::vector<Layer>> chain_layers(const std::string& top, const O
         path = storage::resolve_backing_path(path, named);
     }
     return layers;
-}
-
-// Is [offset, offset + *len) decided by a layer above `base`? Shortens *len to
-// a run with one answer; `zero` tells whether that layer stores zeroes.
-storage::Result<bool> above_base(storage::BlockDriver& top, storage::BlockDriver* base, uint64_t offset, uint64_t* len,
-                                 bool* zero)
-{
-    for (storage::BlockDriver* d = &top; d && d != base; d = d->backing()) {
-        if (offset >= d->size()) {
-            // Past a shorter layer: it reads as zeroes, decided here.
-            *zero = true;
-            return true;
-        }
-        auto st = d->block_status(offset, *len);
-        if (!st)
-            return std::unexpected(st.error());
-        if (st->length && st->length < *len)
-            *len = st->length;
-        if (st->allocated) {
-            *zero = st->zero && !st->data;
-            return true;
-        }
-    }
-    return false;
 }
 
 } // namespace
@@ -145,7 +115,8 @@ int cmd_commit(int argc, char** argv)
         const std::string dir_relative = storage::resolve_backing_path(filename, base_name);
         for (size_t i = 1; i < layers->size() && !depth; i++) {
             const Layer& l = (*layers)[i];
-            if (l.named == base_name || same_file(base_name, l.path) || same_file(dir_relative, l.path))
+            if (l.named == base_name || storage::same_file(base_name, l.path) ||
+                storage::same_file(dir_relative, l.path))
                 depth = i;
         }
         if (!depth) {
@@ -161,7 +132,7 @@ int cmd_commit(int argc, char** argv)
     o.image.format = flags.format;
     o.image.read_only = drop;
     o.image.cache = flags.cache;
-    o.image.writable_backing = [&](const std::string& path) { return same_file(path, base_path); };
+    o.image.writable_backing = [&](const std::string& path) { return storage::same_file(path, base_path); };
     auto be = storage::BlockBackend::open(o);
     if (!be) {
         error(be.error().message);
@@ -171,50 +142,30 @@ int cmd_commit(int argc, char** argv)
     storage::BlockDriver* base = &top;
     for (size_t i = 0; i < depth; i++)
         base = base->backing();
-    const uint64_t size = top.size();
-    if (base->size() < size) {
-        if (auto r = base->resize(size, storage::Preallocation::Off); !r) {
-            error(fmt::format("Could not resize the base image '{}': {}", base_path, r.error().message));
-            return 1;
-        }
+    storage::CommitCopier copier(top, *base, k_chunk);
+    if (auto r = copier.prepare(); !r) {
+        error(r.error().message);
+        return 1;
     }
-
-    std::vector<uint8_t> buf(k_chunk);
+    const uint64_t size = copier.size();
     const auto start = std::chrono::steady_clock::now();
     uint64_t copied = 0;
     progress.show(0, size);
     for (uint64_t off = 0; off < size;) {
-        uint64_t n = std::min(k_chunk, size - off);
-        bool zero = false;
-        auto above = above_base(top, base, off, &n, &zero);
-        if (!above) {
-            error(fmt::format("error while reading block status at offset {}: {}", off, above.error().message));
+        auto run = copier.step(off);
+        if (!run) {
+            error(run.error().message);
             return 1;
         }
-        if (*above) {
-            storage::Result<void> r;
-            if (zero) {
-                r = base->write_zeroes(off, n, false);
-            } else {
-                auto rd = top.read(off, std::span<uint8_t>(buf.data(), n));
-                if (!rd) {
-                    error(fmt::format("error while reading at byte {}: {}", off, rd.error().message));
-                    return 1;
-                }
-                r = base->write(off, std::span<const uint8_t>(buf.data(), n));
-            }
-            if (!r) {
-                error(fmt::format("error while writing to '{}' at byte {}: {}", base_path, off, r.error().message));
-                return 1;
-            }
-            copied += n;
+        if (run->copied) {
+            copied += run->length;
             if (rate) {
                 // Keep the average at or below the rate limit.
                 auto due = start + std::chrono::duration<double>(double(copied) / double(rate));
                 std::this_thread::sleep_until(due);
             }
         }
-        off += n;
+        off += run->length;
         progress.show(off, size);
     }
     if (auto r = base->flush(); !r) {

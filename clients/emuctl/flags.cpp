@@ -12,6 +12,7 @@
 #include "clients/emuctl/qemu_opts.h"
 
 #include <algorithm>
+#include <functional>
 #include <string_view>
 #include <utility>
 
@@ -526,6 +527,52 @@ Result on_cdrom(State& st, const Use& use)
     return add_drive(st, use, {{"file", file}, {"index", "2"}, {"media", "cdrom"}});
 }
 
+// -blockdev JSON or -blockdev KEY=VALUE,... with dotted keys for the
+// children (file.driver=file,file.filename=x.qcow2): one option object as
+// blockdev-add takes it. Values stay strings (the daemon makes on/off
+// booleans); file names become absolute.
+Result on_blockdev(State& st, const Use& use)
+{
+    json options;
+    if (!use.arg.empty() && use.arg.front() == '{') {
+        options = json::parse(use.arg, nullptr, false);
+        if (options.is_discarded() || !options.is_object())
+            return fail(use, "the JSON option set is not a valid JSON object");
+    } else {
+        auto o = opts(use);
+        if (!o)
+            return std::unexpected(o.error());
+        options = json::object();
+        for (const auto& [key, value] : o->entries()) {
+            json* at = &options;
+            std::string_view rest = key;
+            for (size_t dot; (dot = rest.find('.')) != std::string_view::npos; rest.remove_prefix(dot + 1)) {
+                json& child = (*at)[std::string(rest.substr(0, dot))];
+                if (child.is_string())
+                    return fail(use, "Parameters '" + key + "' and '" + std::string(key.substr(0, key.size() -
+                                     rest.size() + dot)) + "' conflict");
+                at = &child;
+            }
+            if (at->contains(std::string(rest)))
+                return fail(use, "Parameter '" + key + "' appears more than once");
+            (*at)[std::string(rest)] = value;
+        }
+    }
+    std::function<void(json&)> absolute = [&](json& o) {
+        for (auto& [k, v] : o.items()) {
+            if (v.is_object())
+                absolute(v);
+            else if (k == "filename" && v.is_string() && !v.get<std::string>().empty())
+                v = join_path(st.cwd, v.get<std::string>());
+        }
+    };
+    absolute(options);
+    if (!options.contains("driver"))
+        return fail(use, "Parameter 'driver' is missing");
+    st.blockdevs.push_back(std::move(options));
+    return {};
+}
+
 Result on_netdev(State& st, const Use& use)
 {
     auto o = opts(use, "type");
@@ -650,6 +697,7 @@ constexpr FlagSpec k_flags[] = {
     {"hdc", true, on_hd, {}},
     {"hdd", true, on_hd, {}},
     {"cdrom", true, on_cdrom, {}},
+    {"blockdev", true, on_blockdev, {}},
     {"snapshot", false, on_bool_flag, {}},
     {"netdev", true, on_netdev, "network backends"},
     {"device", true, on_device, {}},
@@ -699,6 +747,8 @@ Result finish(State& st)
     write_chardevs(st);
     if (!st.drives.empty())
         cfg["drives"] = st.drives;
+    if (!st.blockdevs.empty())
+        cfg["blockdevs"] = st.blockdevs;
     if (!st.netdevs.empty())
         cfg["netdevs"] = st.netdevs;
     if (!st.devices.empty())

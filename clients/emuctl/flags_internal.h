@@ -84,6 +84,7 @@ struct State {
     QemuOpts memory; // merged -m options
     QemuOpts smp;    // merged -smp options
     json drives = json::array();
+    json blockdevs = json::array();
     json netdevs = json::array();
     json devices = json::array();
 

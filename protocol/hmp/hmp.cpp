@@ -287,6 +287,68 @@ json change_args(const std::vector<std::string>& words)
     return args;
 }
 
+// Positional words after the command name to named arguments; "-x" flags
+// to booleans (or, for snapshot_blkdev's -n, to a mode).
+json positional_args(const std::vector<std::string>& words, std::initializer_list<const char*> keys)
+{
+    json args = json::object();
+    auto key = keys.begin();
+    for (size_t i = 1; i < words.size() && key != keys.end(); i++, ++key)
+        args[*key] = words[i];
+    return args;
+}
+
+json snapshot_blkdev_args(const std::vector<std::string>& words)
+{
+    std::vector<std::string> rest{words.front()};
+    bool reuse = false;
+    for (size_t i = 1; i < words.size(); i++) {
+        if (words[i] == "-n")
+            reuse = true;
+        else
+            rest.push_back(words[i]);
+    }
+    json args = positional_args(rest, {"device", "snapshot-file", "format"});
+    args["mode"] = reuse ? "existing" : "absolute-paths";
+    return args;
+}
+
+json snapshot_internal_args(const std::vector<std::string>& words)
+{
+    return positional_args(words, {"device", "name"});
+}
+
+json snapshot_delete_internal_args(const std::vector<std::string>& words)
+{
+    return positional_args(words, {"device", "name", "id"});
+}
+
+json device_args(const std::vector<std::string>& words)
+{
+    return positional_args(words, {"device"});
+}
+
+json block_job_set_speed_args(const std::vector<std::string>& words)
+{
+    json args = positional_args(words, {"device"});
+    if (words.size() > 2)
+        args["speed"] = size_word(words[2]);
+    return args;
+}
+
+// QEMU 2.10's `info block-jobs`.
+std::string format_block_jobs(const json& v)
+{
+    if (v.empty())
+        return "No active jobs\n";
+    std::string out;
+    for (const json& j : v)
+        out += "Type " + j.value("type", "") + ", device " + j.value("device", "") + ": Completed " +
+               std::to_string(j.value("offset", 0LL)) + " of " + std::to_string(j.value("len", 0LL)) +
+               " bytes, speed limit " + std::to_string(j.value("speed", 0LL)) + " bytes/s\n";
+    return out;
+}
+
 json ringbuf_write_args(const std::vector<std::string>& words)
 {
     json args = json::object();
@@ -443,6 +505,21 @@ const std::vector<Command> k_commands = {
      "nbd-server-remove", nbd_server_remove_args, nullptr},
     {"nbd_server_stop", "", "", "stop serving block devices using the NBD protocol", "nbd-server-stop", nullptr,
      nullptr},
+    {"snapshot_blkdev", "", "[-n] device [new-image-file] [format]",
+     "initiates a live snapshot of device (-n: the image exists already)", "blockdev-snapshot-sync",
+     snapshot_blkdev_args, nullptr},
+    {"snapshot_blkdev_internal", "", "device name", "take an internal snapshot of device",
+     "blockdev-snapshot-internal-sync", snapshot_internal_args, nullptr},
+    {"snapshot_delete_blkdev_internal", "", "device name [id]", "delete an internal snapshot of device",
+     "blockdev-snapshot-delete-internal-sync", snapshot_delete_internal_args, nullptr},
+    {"commit", "", "device|all", "commit changes to the disk images (if -snapshot is used) or backing files",
+     "__org.emud_commit", device_args, nullptr},
+    {"block_job_cancel", "", "[-f] device", "stop an active background block operation (-f: at once)",
+     "block-job-cancel", eject_args, nullptr},
+    {"block_job_complete", "", "device", "stop an active background block operation", "block-job-complete",
+     device_args, nullptr},
+    {"block_job_set_speed", "", "device speed", "set maximum speed for a background block operation",
+     "block-job-set-speed", block_job_set_speed_args, nullptr},
     {"xp", "", "/fmt addr", "physical memory dump starting at 'addr'", "__org.emud_read-physical", nullptr, nullptr},
 };
 
@@ -460,6 +537,8 @@ const std::vector<Command> k_info = {
     {"block", "", "", "show the block devices", "query-block", nullptr, format_block},
     {"lapic", "", "[cpu]", "show the local APIC state", "__org.emud_query-lapic", lapic_args, format_text},
     {"blockstats", "", "", "show block device statistics", "query-blockstats", nullptr, format_blockstats},
+    {"block-jobs", "", "", "show progress of ongoing block device operations", "query-block-jobs", nullptr,
+     format_block_jobs},
 };
 
 std::vector<std::string> split_words(std::string_view line)

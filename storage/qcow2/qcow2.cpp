@@ -471,8 +471,18 @@ Result<void> Driver::close()
     if (m_closed)
         return {};
     m_closed = true;
+    if (m_backing) {
+        // A backing image a commit had made writable is written back too.
+        if (auto r = m_backing->close(); !r)
+            return r;
+    }
     if (m_read_only)
         return {};
+    return write_back_clean();
+}
+
+Result<void> Driver::write_back_clean()
+{
     if (auto r = flush(); !r)
         return r;
     if (m_header.incompatible_features & k_incompat_dirty) {
@@ -482,6 +492,53 @@ Result<void> Driver::close()
         if (auto r = m_file->flush(); !r)
             return r;
     }
+    return {};
+}
+
+Result<void> Driver::attach_backing(std::unique_ptr<BlockDriver> backing)
+{
+    if (m_backing)
+        return fail(fmt::format("qcow2: '{}' already has a backing image", filename()), EEXIST);
+    m_backing = std::move(backing);
+    return {};
+}
+
+Result<void> Driver::reopen(bool read_only)
+{
+    if (read_only == m_read_only)
+        return {};
+    if (read_only) {
+        // As close(): metadata written back, the image clean, then the file.
+        if (auto r = write_back_clean(); !r)
+            return r;
+        m_dirty_marked = false;
+        if (auto r = m_file->reopen(true); !r)
+            return r;
+        m_read_only = true;
+        return {};
+    }
+    if (m_header.incompatible_features & k_incompat_corrupt)
+        return fail(fmt::format("qcow2: '{}' is corrupt; cannot be reopened read/write (repair it with 'emu-img "
+                                "check -r all')", filename()), EIO);
+    if (m_header.extended_l2())
+        return fail(fmt::format("qcow2: '{}' has extended L2 entries; writing to them is not supported yet",
+                                filename()), ENOTSUP);
+    if (auto r = m_file->reopen(false); !r)
+        return r;
+    m_read_only = false;
+    m_closed = false;
+    bool rewrite = m_header.autoclear_features != 0;
+    m_header.autoclear_features = 0;
+    if (m_header.incompatible_features & k_incompat_dirty) {
+        log_warn("qcow2: '{}' was not closed cleanly; rebuilding refcounts", filename());
+        auto res = check(CheckRepair::All);
+        if (!res)
+            return chain("qcow2: cannot repair the dirty image", res.error());
+        m_header.incompatible_features &= ~k_incompat_dirty;
+        rewrite = true;
+    }
+    if (rewrite)
+        return write_header();
     return {};
 }
 

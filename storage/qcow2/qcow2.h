@@ -81,6 +81,9 @@ public:
     Result<BlockStatus> block_status(uint64_t offset, uint64_t bytes) override;
     Result<void> close() override;
     BlockDriver* backing() override { return m_backing.get(); }
+    std::unique_ptr<BlockDriver> take_backing() override { return std::move(m_backing); }
+    Result<void> attach_backing(std::unique_ptr<BlockDriver> backing) override;
+    Result<void> reopen(bool read_only) override;
     BlockDriver* file() override { return m_file.get(); }
     uint64_t allocated_bytes() const override { return m_file->allocated_bytes(); }
     ImageInfo info() const override;
@@ -113,6 +116,8 @@ public:
     const std::vector<Snapshot>& snapshots() const { return m_snapshots; }
 
 private:
+    // Metadata written back and the dirty bit cleared (close, reopen read-only).
+    Result<void> write_back_clean();
     friend class Checker;
     enum class Kind { Unallocated, Zero, Normal, Compressed };
     struct Mapping {

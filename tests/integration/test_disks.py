@@ -3,8 +3,10 @@ systems on qcow2 images through virtio-blk and IDE, reads an ATAPI CD-ROM whose
 medium QMP ejects and changes, sees a virtio disk grow, and stops on a write
 error with werror=stop until the host has room again; afterwards the host
 checks every image (qemu-img check) and the files the guest wrote (debugfs).
-A second guest writes flushed blocks while emud is killed with SIGKILL: the
-qcow2 image stays consistent and every flushed block is there.
+A virtio disk lives on emu-nbd (a qcow2 it serves over a unix socket): the
+guest reads what the host put there and writes through NBD. A second guest
+writes flushed blocks while emud is killed with SIGKILL: the qcow2 image
+stays consistent and every flushed block is there.
 
 Images come from real tools: mke2fs (e2fsprogs), qemu-img (the virtio disk)
 and emu-img (the IDE disk). Two boots of the kit's vmlinux, one vCPU each.
@@ -26,6 +28,7 @@ from emud_harness import BUILD_DIR, EmudTestCase, Qmp  # noqa: E402
 from test_boot import BOOT_TIMEOUT, MARKER, PROMPT, Console, guest_file  # noqa: E402
 
 EMU_IMG = os.environ.get("EMU_IMG", os.path.join(BUILD_DIR, "clients", "emu-img"))
+EMU_NBD = os.environ.get("EMU_NBD", os.path.join(BUILD_DIR, "clients", "emu-nbd"))
 MKE2FS = shutil.which("mke2fs") or "/sbin/mke2fs"
 DEBUGFS = shutil.which("debugfs") or "/sbin/debugfs"
 SEQ = "".join("%d\n" % i for i in range(1, 20001))
@@ -40,12 +43,16 @@ class DiskGuest(EmudTestCase):
         super().setUp()
         self.tmp = tempfile.mkdtemp(prefix="emud-disks-")
         self.con = self.q = None
+        self.nbd = None
 
     def tearDown(self):
         for c in (self.con, self.q):
             if c:
                 c.close()
         super().tearDown()
+        if self.nbd and self.nbd.poll() is None:
+            self.nbd.kill()
+            self.nbd.wait()
         shutil.rmtree(self.tmp, ignore_errors=True)
 
     def path(self, name):
@@ -107,12 +114,37 @@ class DiskGuest(EmudTestCase):
         for p in (cd1, cd2):
             with open(p, "rb") as f:
                 md5[p] = hashlib.md5(f.read(2048)).hexdigest()
+        # emu-nbd serves a qcow2 that starts with the host's bytes.
+        seed = self.path("nbd.raw")
+        with open(seed, "wb") as f:
+            f.write(b"HOST-ON-NBD")
+            f.truncate(8 << 20)
+        nbd_image = self.path("nbd.qcow2")
+        sh(EMU_IMG, "convert", "-O", "qcow2", seed, nbd_image)
+        nbd_sock = self.path("nbd.sock")
+        self.nbd = subprocess.Popen([EMU_NBD, "-t", "-f", "qcow2", "-k", nbd_sock, nbd_image],
+                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        deadline = time.time() + 10
+        while not os.path.exists(nbd_sock):
+            self.assertIsNone(self.nbd.poll(), "emu-nbd exited")
+            self.assertLess(time.time(), deadline, "emu-nbd did not listen")
+            time.sleep(0.05)
         self.boot("disks", [
             {"file": vd, "if": "virtio", "serial": "VDSERIAL"},
             {"file": sd, "if": "ide", "index": "0"},
             {"file": cd1, "media": "cdrom", "index": "2"},
             {"file": err, "if": "virtio", "format": "raw", "werror": "stop", "id": "err"},
+            {"file": "nbd+unix:///?socket=" + nbd_sock, "if": "virtio", "format": "raw", "id": "nbd0",
+             "serial": "NBDDISK"},
         ])
+        # The disk on emu-nbd: the host's bytes, then the guest's, flushed.
+        serial = self.sh("grep -l NBDDISK /sys/block/vd*/serial")
+        self.assertRegex(serial, r"^/sys/block/vd[a-z]/serial$")
+        nbd_dev = serial.split("/")[3]
+        self.assertEqual(self.sh("dd if=/dev/%s bs=11 count=1 2>/dev/null; echo" % nbd_dev), "HOST-ON-NBD")
+        self.sh("printf GUEST-OVER-NBD | dd of=/dev/%s bs=512 seek=4096 conv=fsync 2>/dev/null" % nbd_dev)
+        self.assertEqual(self.sh("dd if=/dev/%s bs=512 skip=4096 count=1 2>/dev/null | head -c 14; echo"
+                                 % nbd_dev), "GUEST-OVER-NBD")
         # Both disks: the host's file, then the guest's own.
         for dev, mnt in (("vda", "/mnt"), ("sda", "/m2")):
             self.assertEqual(self.sh("mkdir -p %s && mount -t ext2 /dev/%s %s && cat %s/hello"
@@ -122,7 +154,7 @@ class DiskGuest(EmudTestCase):
         self.assertEqual(self.sh("dd if=/dev/sr0 bs=2048 count=1 2>/dev/null | md5sum").split()[0], md5[cd1])
 
         block = {b["device"]: b for b in self.q.ok("query-block")}
-        self.assertEqual(sorted(block), ["err", "ide0-hd0", "ide1-cd0", "virtio0"])
+        self.assertEqual(sorted(block), ["err", "ide0-hd0", "ide1-cd0", "nbd0", "virtio0"])
         self.assertEqual(block["virtio0"]["inserted"]["drv"], "qcow2")
         self.assertEqual(block["virtio0"]["inserted"]["image"]["virtual-size"], 32 << 20)
         self.assertTrue(block["ide1-cd0"]["removable"])
@@ -183,6 +215,16 @@ class DiskGuest(EmudTestCase):
         self.assertEqual(self.guest_file(sd, "seq"), SEQ)
         self.assertEqual(self.guest_file(vd, "who"), "vda\n")
         self.assertEqual(self.guest_file(sd, "who"), "sda\n")
+        # emu-nbd wrote what the guest flushed into its qcow2.
+        self.nbd.send_signal(signal.SIGTERM)
+        self.assertEqual(self.nbd.wait(10), 0, self.nbd.stderr.read())
+        self.assertEqual(subprocess.run(["qemu-img", "check", nbd_image], capture_output=True).returncode, 0)
+        back = self.path("nbd.back.raw")
+        sh("qemu-img", "convert", "-O", "raw", nbd_image, back)
+        with open(back, "rb") as f:
+            self.assertEqual(f.read(11), b"HOST-ON-NBD")
+            f.seek(4096 * 512)
+            self.assertEqual(f.read(14), b"GUEST-OVER-NBD")
 
     def test_sigkill_during_writes_keeps_flushed_blocks(self):
         disk = self.path("crash.qcow2")

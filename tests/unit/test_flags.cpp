@@ -702,6 +702,21 @@ TEST_CASE("unsupported flags are parsed, then refused naming the flag")
     CHECK(error_of({"-netdev", "user"}) == "-netdev user: Parameter 'id' is missing");
 }
 
+TEST_CASE("-blockdev translation")
+{
+    json config = run({"-blockdev", "driver=qcow2,node-name=d0,file.driver=file,file.filename=a.qcow2,read-only=on",
+                       "-blockdev", R"({"driver": "file", "node-name": "f1", "filename": "/abs/b.raw"})"})
+                      .config;
+    CHECK(config["blockdevs"] ==
+          json::parse(R"([{"driver": "qcow2", "node-name": "d0", "read-only": "on",
+                           "file": {"driver": "file", "filename": "/home/user/vm/a.qcow2"}},
+                          {"driver": "file", "node-name": "f1", "filename": "/abs/b.raw"}])"));
+    CHECK(error_of({"-blockdev", "node-name=x"}) == "-blockdev node-name=x: Parameter 'driver' is missing");
+    CHECK(error_of({"-blockdev", "{nope"}) == "-blockdev {nope: the JSON option set is not a valid JSON object");
+    CHECK(error_of({"-blockdev", "driver=raw,file=f,file.driver=file"}) ==
+          "-blockdev driver=raw,file=f,file.driver=file: Parameters 'file.driver' and 'file' conflict");
+}
+
 TEST_CASE("-drive translation")
 {
     json config = run_unchecked({"-drive", "file=disk.qcow2,if=virtio,format=qcow2,cache=none"}).config;

@@ -82,3 +82,36 @@ TEST_CASE("HMP nbd_server_* build QEMU 2.10's QMP arguments; -a exports every dr
     CHECK(called[3].second == json{{"name", "disk"}});
     CHECK(called[4].first == "nbd-server-stop");
 }
+
+TEST_CASE("HMP block graph commands: snapshots, commit, block jobs")
+{
+    std::vector<std::pair<std::string, json>> called;
+    json jobs = json::array();
+    hmp::Executor exec = [&](const std::string& cmd, const json& args) -> qmp::Result<json> {
+        called.emplace_back(cmd, args);
+        if (cmd == "query-block-jobs")
+            return jobs;
+        return json::object();
+    };
+    CHECK(hmp::run("snapshot_blkdev -n d0 /x.qcow2 qcow2", exec) == "");
+    CHECK(called.back() == std::pair<std::string, json>{"blockdev-snapshot-sync",
+                                                         {{"device", "d0"}, {"snapshot-file", "/x.qcow2"},
+                                                          {"format", "qcow2"}, {"mode", "existing"}}});
+    CHECK(hmp::run("snapshot_blkdev d0", exec) == "");
+    CHECK(called.back().second == json{{"device", "d0"}, {"mode", "absolute-paths"}});
+    CHECK(hmp::run("snapshot_blkdev_internal d0 s1", exec) == "");
+    CHECK(called.back() == std::pair<std::string, json>{"blockdev-snapshot-internal-sync",
+                                                         {{"device", "d0"}, {"name", "s1"}}});
+    CHECK(hmp::run("snapshot_delete_blkdev_internal d0 s1 3", exec) == "");
+    CHECK(called.back().second == json{{"device", "d0"}, {"name", "s1"}, {"id", "3"}});
+    CHECK(hmp::run("commit all", exec) == "");
+    CHECK(called.back() == std::pair<std::string, json>{"__org.emud_commit", {{"device", "all"}}});
+    CHECK(hmp::run("block_job_cancel -f j", exec) == "");
+    CHECK(called.back().second == json{{"device", "j"}, {"force", true}});
+    CHECK(hmp::run("block_job_set_speed j 1M", exec) == "");
+    CHECK(called.back().second == json{{"device", "j"}, {"speed", 1 << 20}});
+    CHECK(hmp::run("info block-jobs", exec) == "No active jobs\n");
+    jobs.push_back({{"type", "commit"}, {"device", "j"}, {"offset", 5}, {"len", 10}, {"speed", 0}});
+    CHECK(hmp::run("info block-jobs", exec) ==
+          "Type commit, device j: Completed 5 of 10 bytes, speed limit 0 bytes/s\n");
+}

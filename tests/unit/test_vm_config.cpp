@@ -164,7 +164,9 @@ TEST_CASE("drives: interfaces, QEMU's ids and node names, the implied devices, a
 TEST_CASE("sections without a subsystem yet are refused by name")
 {
     auto err = [](const char* text) { return error_of(json::parse(text)); };
-    CHECK(err(R"({"blockdevs": [{"driver": "raw"}]})") == "blockdevs: block devices are not supported yet");
+    CHECK(err(R"({"blockdevs": [{"driver": "raw"}]})") == "blockdev: 'node-name' must be specified for the root node");
+    CHECK(err(R"({"blockdevs": [{"driver": "raw", "node-name": "a"}, {"driver": "raw", "node-name": "a"}]})") ==
+          "blockdev: Duplicate node name");
     CHECK(err(R"({"netdevs": [{"type": "user"}]})") == "netdevs: network backends are not supported yet");
     CHECK(err(R"({"vnc": {"display": ":1"}})") == "vnc: the VNC server is not supported yet");
     CHECK(err(R"({"devices": [{"driver": "e1000"}]})") == "'e1000' is not a valid device model name");

@@ -293,11 +293,6 @@ void Uart16550::set_modem_inputs(bool cts, bool dsr, bool ri, bool dcd)
 
 void Uart16550::write_thr(uint8_t value)
 {
-    // Writing THR acknowledges THRE; the instant transmission below sets it
-    // again, so every byte raises a fresh edge on the (edge-triggered ISA)
-    // line instead of leaving it high through a burst.
-    m_state.thre_pending = false;
-    update_irq();
     if (loopback()) {
         push_rx(value, 0);
         m_state.timeout_pending = false;

@@ -8,8 +8,7 @@
 // overrun overwrites); interrupt priorities line status > received data /
 // character timeout (4 character times at the programmed baud rate and frame,
 // on the Clock) > THR empty (also on enabling ETBEI while empty; cleared by
-// reading IIR or writing THR, raised again once the byte is sent, so each
-// byte is a new edge) > modem status; loopback (TX to RX, MCR outputs
+// reading IIR or writing THR) > modem status; loopback (TX to RX, MCR outputs
 // to MSR inputs: RTS->CTS, DTR->DSR, OUT1->RI, OUT2->DCD) with external input
 // refused; modem input lines with delta bits and trailing-edge RI; break in
 // (a zero byte with BI|FE) and out (LCR bit 6 forwarded to the backend, or

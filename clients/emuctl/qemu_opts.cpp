@@ -1,5 +1,6 @@
 // clients/emuctl/qemu_opts.cpp — QemuOpts-style option strings; see qemu_opts.h.
 #include "clients/emuctl/qemu_opts.h"
+#include "common/text.h"
 
 #include <algorithm>
 #include <cmath>
@@ -9,17 +10,6 @@ namespace emu::emuctl {
 namespace {
 
 bool is_digit(char c) { return c >= '0' && c <= '9'; }
-
-int hex_value(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
 
 // The multiplier for a size suffix, or 0 when C is not one.
 uint64_t suffix_multiplier(char c)
@@ -100,7 +90,7 @@ std::expected<uint64_t, OptsError> parse_number(std::string_view text)
         return invalid();
     uint64_t value = 0;
     for (char c : digits) {
-        int d = base == 16 ? hex_value(c) : (is_digit(c) ? c - '0' : -1);
+        int d = base == 16 ? hex_digit_value(c) : (is_digit(c) ? c - '0' : -1);
         if (d < 0)
             return invalid();
         if (__builtin_mul_overflow(value, base, &value) ||

@@ -1,5 +1,6 @@
 // storage/nbd/uri.cpp — parsing NBD image names.
 #include "storage/nbd/uri.h"
+#include "common/text.h"
 
 #include "storage/nbd/codec.h"
 #include "storage/nbd/protocol.h"
@@ -10,17 +11,6 @@ namespace emu::storage::nbd {
 
 namespace {
 
-int hex_value(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 Result<std::string> percent_decode(std::string_view s, std::string_view whole)
 {
     std::string out;
@@ -29,8 +19,8 @@ Result<std::string> percent_decode(std::string_view s, std::string_view whole)
             out += s[i];
             continue;
         }
-        int hi = i + 1 < s.size() ? hex_value(s[i + 1]) : -1;
-        int lo = i + 2 < s.size() ? hex_value(s[i + 2]) : -1;
+        int hi = i + 1 < s.size() ? hex_digit_value(s[i + 1]) : -1;
+        int lo = i + 2 < s.size() ? hex_digit_value(s[i + 2]) : -1;
         if (hi < 0 || lo < 0)
             return fail(fmt::format("'{}': bad percent escape", whole), EINVAL);
         out += char(hi * 16 + lo);

@@ -1,0 +1,18 @@
+// common/text.h — small text helpers every layer may use.
+#pragma once
+
+namespace emu {
+
+// The value of a hexadecimal digit, or -1 if c is not one.
+constexpr int hex_digit_value(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+} // namespace emu
